@@ -1,0 +1,154 @@
+"""The gaeanas command line: the only place that prints, reads flags and picks devices."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from .errors import ConfigError, GaeanasError
+from .methods import METHODS
+from .runtime import DEVICES, PRECISIONS, resolve_device
+from .search import OBJECTIVES, NullCallback, SearchConfig, load_config, prepare_run_dir, Search
+from .spaces import SPACES
+
+CHOICES = {"space": sorted(SPACES), "method": sorted(METHODS), "objective": list(OBJECTIVES),
+           "device": list(DEVICES), "precision": list(PRECISIONS)}
+STEP_REFRESH = 5  # update the progress bar's numbers every this many steps (each update syncs the device)
+
+
+class ProgressBar(NullCallback):
+    """A tqdm bar per epoch with loss, accuracy and architecture entropy, and a summary line per epoch."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.bar = enabled, None
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not self.enabled,
+                        dynamic_ncols=True)
+
+    def on_step(self, step: int, metrics: dict) -> None:
+        self.bar.update(1)
+        if step % STEP_REFRESH == 0 and self.enabled:
+            self.bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{100 * float(metrics['acc']):.1f}",
+                                 H=f"{float(metrics['entropy']):.3f}")
+
+    def on_epoch_end(self, record: dict) -> None:
+        self.bar.close()
+        oracle = record.get("oracle")
+        bench = "" if not oracle else "  c10 {cifar10:.2f} c100 {cifar100:.2f} in16 {ImageNet16-120:.2f}".format(**oracle)
+        print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  acc {record['train_acc']:5.2f}  "
+              f"entropy {record['entropy']:.4f}  {record['seconds']:6.1f}s  {record['genotype']}{bench}", flush=True)
+
+
+def _flag_type(field: dataclasses.Field) -> Any:
+    """The scalar type of a config field, with Optional[...] unwrapped."""
+    hint = typing.get_type_hints(SearchConfig)[field.name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per SearchConfig field (defaults None, so a resumed run can tell what was given)."""
+    for field in dataclasses.fields(SearchConfig):
+        kind = _flag_type(field)
+        if kind not in (int, float, str, bool):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help_ = f"{field.metadata.get('help', '')} (default: {field.default})"
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, default=None, choices=CHOICES.get(field.name),
+                                help=help_)
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """SearchConfig from the flags that were given; the rest keep their defaults."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig)
+             if getattr(args, f.name, None) is not None}
+    return SearchConfig(**given)
+
+
+def default_run_dir(cfg: SearchConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.space}-{cfg.method}-{cfg.objective}-seed{cfg.seed}-{stamp}"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if args.resume:
+        extra = [f.name for f in dataclasses.fields(SearchConfig)
+                 if f.name != "device" and getattr(args, f.name, None) is not None]
+        if extra or args.out:
+            flags = ", ".join("--" + n.replace("_", "-") for n in extra + (["out"] if args.out else []))
+            raise ConfigError(f"--resume continues a run with its saved config.json; drop {flags}")
+        run_dir = prepare_run_dir(args.resume, resume=True)
+        cfg = load_config(run_dir)
+        if args.device:
+            cfg = dataclasses.replace(cfg, device=args.device)
+        print(f"resuming {run_dir}")
+    else:
+        cfg = config_from_args(args)
+        run_dir = prepare_run_dir(args.out or default_run_dir(cfg), resume=False)
+    device = resolve_device(cfg.device)
+    search = Search(cfg, run_dir, device, [ProgressBar(not args.no_progress)], cache_dir=args.cache_dir)
+    print(f"gaeanas search: {search.cfg.method} ({search.cfg.objective}) on {search.cfg.space}, data "
+          f"{search.cfg.data}, {search.cfg.epochs} epochs, device {device}; run directory {run_dir}", flush=True)
+    try:
+        result = search.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after epoch {search.epoch}; continue with: gaeanas search --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    print_result(result, run_dir)
+    return 0
+
+
+def print_result(result: dict, run_dir: Path) -> None:
+    print(f"genotype: {result['genotype']}")
+    print(f"final architecture entropy: {result['entropy']:.4f} nats; search time {result['search_seconds']:.1f}s")
+    if result.get("oracle"):
+        for name, acc in result["oracle"].items():
+            print(f"  {name:>15} test accuracy: {acc:.2f}")
+    print(f"results in {run_dir}/result.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gaeanas", description="Geometry-aware gradient-based NAS (GAEA).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    search = sub.add_parser("search", help="run an architecture search",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    search.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<space>-<method>-...)")
+    search.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its last checkpoint")
+    search.add_argument("--cache-dir", type=Path, default=None,
+                        help="where downloads and decoded datasets are cached (default: $GAEANAS_CACHE or ~/.cache/gaeanas)")
+    search.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
+    add_config_flags(search)
+    search.set_defaults(func=cmd_search)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except GaeanasError as err:
+        print(f"gaeanas: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The library's exception types: one base class, so the CLI can report any of them cleanly."""
+
+
+class GaeanasError(Exception):
+    """Base class for every error gaeanas raises on bad input."""
+
+
+class DataError(GaeanasError):
+    """A dataset path, format or image is missing, malformed or inconsistent."""
+
+
+class GenotypeError(GaeanasError, ValueError):
+    """A genotype or architecture string is malformed."""
+
+
+class BenchmarkError(GaeanasError):
+    """A benchmark table is malformed, or a query is not in it."""
+
+
+class ConfigError(GaeanasError, ValueError):
+    """A configuration value or name is unknown or out of range."""

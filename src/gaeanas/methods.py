@@ -1,0 +1,45 @@
+"""Named search recipes: DARTS, GDAS (Liu et al. 2019; Dong & Yang 2019) and their GAEA versions (Li et al. 2021)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Method:
+    """How architecture weights are parametrised, mixed and updated.
+
+    parametrisation: "logits" (softmax of free parameters) or "simplex" (the weights themselves).
+    relaxation: "mixture" (all ops, weighted) or "gumbel" (one sampled op per edge per step).
+    optimizer / arch_lr / optimizer_kwargs: the architecture optimizer (see gaeanas.optim).
+    """
+
+    name: str
+    parametrisation: str
+    relaxation: str
+    optimizer: str
+    arch_lr: float
+    optimizer_kwargs: dict = field(default_factory=dict)
+    description: str = ""
+
+
+_ADAM = {"betas": (0.5, 0.999), "weight_decay": 1e-3}
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("darts", "logits", "mixture", "adam", 3e-4, _ADAM,
+           "first-order DARTS: softmax over logits, Adam"),
+    Method("gaea-darts", "simplex", "mixture", "eg", 0.1, {},
+           "GAEA DARTS: weights on the simplex, exponentiated gradient"),
+    Method("gdas", "logits", "gumbel", "adam", 3e-4, _ADAM,
+           "GDAS: Gumbel straight-through hard sampling from softmax logits, Adam"),
+    Method("gaea-gdas", "simplex", "gumbel", "eg", 0.01, {},
+           "GAEA GDAS: Gumbel hard sampling from log(theta) on the simplex, exponentiated gradient"),
+)}
+
+
+def get_method(name: str) -> Method:
+    """Look up a registered method."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {sorted(METHODS)}")
+    return METHODS[name]

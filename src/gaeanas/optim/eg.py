@@ -1,0 +1,104 @@
+"""Exponentiated gradient on products of simplices: the GAEA architecture update (Li et al., ICLR 2021)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from ..errors import ConfigError
+
+SIMPLEX_TOLERANCE = 1e-4  # allowed |sum - 1| of a simplex row, in probability units
+
+
+@torch.no_grad()
+def exponentiated_gradient_step(
+    theta: torch.Tensor,
+    grad: torch.Tensor,
+    lr: float,
+    floor: float = 1e-5,
+    entropy_coef: float = 0.0,
+) -> torch.Tensor:
+    """Mirror-descent step with the entropy as distance-generating function, in place.
+
+    theta: (..., k) with each row on the simplex; grad: same shape.
+    theta <- theta * exp(-lr * (grad + entropy_coef * d/dtheta KL(theta || uniform))),
+    then clamp to `floor` and renormalise each row. Returns theta.
+    """
+    if entropy_coef:
+        # d/dtheta sum(theta * log(theta * k)) = log(theta * k) + 1
+        grad = grad + entropy_coef * (torch.log(theta * theta.shape[-1]) + 1.0)
+    theta.mul_(torch.exp(-lr * grad))
+    theta.clamp_(min=floor)
+    theta.div_(theta.sum(dim=-1, keepdim=True))
+    return theta
+
+
+def check_on_simplex(theta: torch.Tensor, name: str = "parameter") -> None:
+    """Raise ConfigError unless every row of theta's last dimension is a probability vector."""
+    if theta.dim() == 0:
+        raise ConfigError(f"{name} is a scalar; exponentiated gradient needs (..., k) simplex rows")
+    if not torch.is_floating_point(theta):
+        raise ConfigError(f"{name} must be a floating-point tensor, got {theta.dtype}")
+    if bool((theta < 0).any()):
+        raise ConfigError(f"{name} has negative entries; exponentiated gradient needs simplex rows")
+    sums = theta.detach().double().sum(dim=-1)
+    worst = float((sums - 1).abs().max())
+    if worst > SIMPLEX_TOLERANCE:
+        raise ConfigError(f"{name} rows are not normalised along the last dimension (max |sum-1| = {worst:.3g})")
+
+
+class ExponentiatedGradient(torch.optim.Optimizer):
+    """Exponentiated gradient (entropic mirror descent) over the last dimension of each parameter.
+
+    Args:
+        params: tensors whose last dimension holds simplices (rows >= 0 summing to 1).
+        lr: step size (dimensionless; multiplies the raw gradient inside exp). GAEA uses 0.1
+            for DARTS/PC-DARTS and 0.01 for GDAS.
+        floor: entries are clamped to at least this before renormalising (reference code: 1e-5),
+            so no weight reaches zero and every operation can recover.
+        entropy_coef: coefficient of the regulariser sum(theta * log(theta * k)) = KL(theta || uniform)
+            added to the loss (0 disables it).
+        max_grad_norm: if set, clip the gradient of each parameter to this L2 norm first.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        lr: float = 0.1,
+        floor: float = 1e-5,
+        entropy_coef: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        if not lr > 0:
+            raise ConfigError(f"learning rate must be > 0, got {lr}")
+        if not 0 <= floor < 1:
+            raise ConfigError(f"floor must be in [0, 1), got {floor}")
+        if entropy_coef < 0:
+            raise ConfigError(f"entropy_coef must be >= 0, got {entropy_coef}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+        defaults = dict(lr=lr, floor=floor, entropy_coef=entropy_coef, max_grad_norm=max_grad_norm)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            if not group["lr"] > 0:
+                raise ConfigError(f"learning rate must be > 0, got {group['lr']}")
+            for i, p in enumerate(group["params"]):
+                check_on_simplex(p, f"parameter {i}")
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        """Take one exponentiated-gradient step on every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.to(p.dtype)
+                if group["max_grad_norm"] is not None:
+                    norm = grad.norm()
+                    grad = grad * (group["max_grad_norm"] / (norm + 1e-12)).clamp(max=1.0)
+                exponentiated_gradient_step(p, grad, group["lr"], group["floor"], group["entropy_coef"])
+        return loss

@@ -1,0 +1,73 @@
+"""Search spaces by name, and the search model that joins a supernet to its architecture parameters."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..relax import Architecture, Relaxation
+from . import nb201
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the search loop needs to know about a space."""
+
+    name: str
+    ops: tuple[str, ...]                                        # candidate operations, in column order
+    build_supernet: Callable[..., nn.Module]                    # (channels, cells, num_classes, ops, in_channels)
+    arch_shapes: Callable[[Sequence[str]], dict[str, tuple[int, ...]]]
+    discretise: Callable[[dict[str, torch.Tensor], Sequence[str]], Any]
+    parse_genotype: Callable[[str], Any]
+    defaults: dict[str, int] = field(default_factory=dict)     # channels, cells
+
+
+SPACES: dict[str, SearchSpace] = {
+    "nb201": SearchSpace(
+        name="nb201", ops=nb201.OPS,
+        build_supernet=lambda channels, cells, num_classes, ops, in_channels=3: nb201.Supernet(
+            channels, cells, num_classes, ops, affine=False, in_channels=in_channels),
+        arch_shapes=nb201.arch_shapes, discretise=nb201.discretise, parse_genotype=nb201.Genotype.parse,
+        defaults={"channels": 16, "cells": 5}),
+}
+
+
+def get_space(name: str) -> SearchSpace:
+    """Look up a registered search space."""
+    if name not in SPACES:
+        raise ConfigError(f"unknown search space {name!r}; known: {sorted(SPACES)}")
+    return SPACES[name]
+
+
+def candidate_ops(space: SearchSpace, exclude_none: bool) -> tuple[str, ...]:
+    """The space's operations, without `none` when excluded (the paper's 'exclude zero')."""
+    return tuple(op for op in space.ops if not (exclude_none and op == "none"))
+
+
+class SearchModel(nn.Module):
+    """A supernet, its architecture parameters and the relaxation that mixes them, as one module."""
+
+    def __init__(self, space: SearchSpace, net: nn.Module, arch: Architecture, relax: Relaxation,
+                 ops: Sequence[str]) -> None:
+        super().__init__()
+        self.space, self.net, self.arch, self.relax = space, net, arch, relax
+        self.ops = tuple(ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mixings = {name: self.relax(self.arch, name) for name in self.arch.theta}
+        return self.net(x, mixings)
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return list(self.net.parameters())
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.arch.parameters())
+
+    @torch.no_grad()
+    def genotype(self) -> Any:
+        """The discrete architecture the current weights select."""
+        probs = {name: self.arch.probs(name).float().cpu() for name in self.arch.theta}
+        return self.space.discretise(probs, self.ops)

@@ -1,0 +1,153 @@
+"""NAS-Bench-201 search space (Dong & Yang, ICLR 2020): cell supernet, genotype strings, discretisation."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, GenotypeError
+from ..ops import NB201_OPS, ResNetBasicBlock
+from ..relax import Mixing
+
+OPS: tuple[str, ...] = tuple(NB201_OPS)  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
+NUM_NODES = 4
+# Edge order of the architecture string: (to, from) for edges 0..5.
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+_EDGE_INDEX = {edge: i for i, edge in enumerate(EDGES)}
+_TOKEN = re.compile(r"^([a-z0-9_]+)~(\d+)$")
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A discrete NAS-Bench-201 cell: one operation name per edge, in architecture-string order."""
+
+    ops: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.ops) != len(EDGES):
+            raise GenotypeError(f"a NAS-Bench-201 cell has {len(EDGES)} edges, got {len(self.ops)} operations")
+        unknown = [op for op in self.ops if op not in OPS]
+        if unknown:
+            raise GenotypeError(f"unknown operation(s) {unknown}; known: {list(OPS)}")
+
+    def __str__(self) -> str:
+        nodes = []
+        for node in range(1, NUM_NODES):
+            tokens = [f"{self.ops[_EDGE_INDEX[(node, j)]]}~{j}" for j in range(node)]
+            nodes.append("|" + "|".join(tokens) + "|")
+        return "+".join(nodes)
+
+    @classmethod
+    def parse(cls, text: str) -> "Genotype":
+        """Parse `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|` (whitespace around it ignored)."""
+        text = text.strip()
+        groups = text.split("+")
+        if len(groups) != NUM_NODES - 1:
+            raise GenotypeError(f"malformed NAS-Bench-201 string {text!r}: expected {NUM_NODES - 1} '+'-separated nodes")
+        ops: list[str | None] = [None] * len(EDGES)
+        for node, group in enumerate(groups, start=1):
+            if not (group.startswith("|") and group.endswith("|")) or len(group) < 2:
+                raise GenotypeError(f"malformed NAS-Bench-201 string {text!r}: node {node} is not '|...|'")
+            tokens = group[1:-1].split("|")
+            if len(tokens) != node:
+                raise GenotypeError(f"malformed NAS-Bench-201 string {text!r}: node {node} needs {node} inputs")
+            for j, token in enumerate(tokens):
+                match = _TOKEN.match(token)
+                if match is None or int(match.group(2)) != j:
+                    raise GenotypeError(f"malformed NAS-Bench-201 string {text!r}: bad token {token!r} (want 'op~{j}')")
+                ops[_EDGE_INDEX[(node, j)]] = match.group(1)
+        return cls(tuple(ops))  # type: ignore[arg-type]
+
+    def count(self, op: str) -> int:
+        """How many edges use `op`."""
+        return sum(o == op for o in self.ops)
+
+
+def discretise(probs: dict[str, torch.Tensor], ops: Sequence[str]) -> Genotype:
+    """Argmax on each edge of the (6, k) cell weights over the candidate list `ops`."""
+    return Genotype(tuple(ops[i] for i in probs["cell"].argmax(dim=-1).tolist()))
+
+
+class MixedOp(nn.Module):
+    """One edge: all candidate ops, combined by the edge's mixing weights."""
+
+    def __init__(self, channels: int, ops: Sequence[str], affine: bool) -> None:
+        super().__init__()
+        self.names = tuple(ops)
+        self.candidates = nn.ModuleList(NB201_OPS[name](channels, channels, 1, affine) for name in ops)
+        self.is_zero = tuple(name == "none" for name in ops)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None) -> torch.Tensor:
+        """Soft mixture sum_k w_k op_k(x), or only op `index` (hard sampling, other weights add 0 with gradient)."""
+        if index is not None:
+            chosen = weights[index] * self.candidates[index](x)
+            return chosen + (weights.sum() - weights[index])  # value 0 for a one-hot; keeps their gradients
+        out = None
+        for w, op, zero in zip(weights, self.candidates, self.is_zero):
+            if zero:  # contributes exactly 0 to the value and 0 to every gradient
+                continue
+            term = w * op(x)
+            out = term if out is None else out + term
+        return out if out is not None else torch.zeros_like(x)
+
+
+class SearchCell(nn.Module):
+    """Four-node DAG: node i = sum_{j<i} edge(j->i)(node j); output node 3."""
+
+    def __init__(self, channels: int, ops: Sequence[str], affine: bool) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(MixedOp(channels, ops, affine) for _ in EDGES)
+
+    def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
+        nodes = [x]
+        for node in range(1, NUM_NODES):
+            total = None
+            for j in range(node):
+                e = _EDGE_INDEX[(node, j)]
+                index = None if mixing.index is None else mixing.index[e]
+                term = self.edges[e](nodes[j], mixing.weights[e], index)
+                total = term if total is None else total + term
+            nodes.append(total)
+        return nodes[-1]
+
+
+class Supernet(nn.Module):
+    """NAS-Bench-201 network with searchable cells.
+
+    stem conv3x3+BN -> N cells (C) -> basic block /2 -> N cells (2C) -> basic block /2 -> N cells (4C)
+    -> BN, ReLU, global average pool, linear. All cells share one architecture (6 edges).
+    """
+
+    def __init__(self, channels: int = 16, cells: int = 5, num_classes: int = 10,
+                 ops: Sequence[str] = OPS, affine: bool = False, in_channels: int = 3) -> None:
+        super().__init__()
+        if channels < 1 or cells < 1 or num_classes < 2:
+            raise ConfigError(f"need channels >= 1, cells >= 1, classes >= 2; got {channels}, {cells}, {num_classes}")
+        self.ops = tuple(ops)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = []
+        c = channels
+        for stage in range(3):
+            if stage > 0:
+                layers.append(ResNetBasicBlock(c, 2 * c, 2))
+                c *= 2
+            layers.extend(SearchCell(c, self.ops, affine) for _ in range(cells))
+        self.layers = nn.ModuleList(layers)
+        self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+
+    def forward(self, x: torch.Tensor, mixings: dict[str, Mixing]) -> torch.Tensor:
+        mixing = mixings["cell"]
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x, mixing) if isinstance(layer, SearchCell) else layer(x)
+        return self.head(x)
+
+
+def arch_shapes(ops: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Architecture tensors of this space: one (6, k) decision for the shared cell."""
+    return {"cell": (len(EDGES), len(ops))}
