@@ -121,6 +121,54 @@ def print_result(result: dict, run_dir: Path) -> None:
     print(f"results in {run_dir}/result.json")
 
 
+def _csv(kind):
+    """argparse type: a comma-separated list of `kind`."""
+    return lambda text: [kind(part) for part in text.split(",") if part.strip()]
+
+
+class GridProgress(ProgressBar):
+    """Per-epoch bars plus a header line for each run of a grid."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        super().__init__(enabled)
+        self.total = total
+
+    def on_run_start(self, index: int, run, reused: bool) -> None:
+        state = "finished earlier, reused" if reused else "running"
+        print(f"[{index + 1}/{self.total}] {run.name}: {state}", flush=True)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .nasbench import NB201Table
+    from .reproduce import build_grid, run_grid, write_report
+
+    table = NB201Table.load(args.benchmark)
+    grid = build_grid(args.methods, args.objectives, args.seeds)
+    out = args.out or Path("results") / f"nb201-{args.scale}"
+    device = resolve_device(args.device)
+    print(f"gaeanas reproduce nb201: {len(grid)} runs at scale {args.scale!r} on {device}; results in {out}")
+    progress = GridProgress(len(grid), not args.no_progress)
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    try:
+        paths = run_grid(grid, out, args.scale, args.data, args.benchmark, device, [progress],
+                         progress.on_run_start, args.cache_dir, **overrides)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue the grid", file=sys.stderr)
+        return 130
+    for path in write_report(out, paths, table):
+        print(f"wrote {path}")
+    print((out / "table.md").read_text())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_run
+
+    for path in report_run(args.run_dir, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gaeanas", description="Geometry-aware gradient-based NAS (GAEA).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -135,6 +183,30 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
     add_config_flags(search)
     search.set_defaults(func=cmd_search)
+
+    repro = sub.add_parser("reproduce", help="reproduce the paper's NAS-Bench-201 table and figures",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    repro.add_argument("benchmark_name", choices=["nb201"], help="which results to reproduce")
+    repro.add_argument("--scale", choices=["paper", "cpu", "cpu-deep"], default="cpu",
+                       help="paper: appendix C.3 for a GPU; cpu: C=8, N=1, 10k images, 10 epochs; "
+                            "cpu-deep: C=8, N=5, 16x16 images, 10k images, 20 epochs")
+    repro.add_argument("--methods", type=_csv(str), default=None,
+                       help="comma-separated methods (default: the paper's grid)")
+    repro.add_argument("--objectives", type=_csv(str), default=None, help="comma-separated objectives")
+    repro.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds")
+    repro.add_argument("--data", required=True, help="CIFAR-10 training images (folder or python release)")
+    repro.add_argument("--benchmark", required=True, help="NAS-Bench-201 table (CSV)")
+    repro.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    repro.add_argument("--out", type=Path, default=None, help="results folder (default: results/nb201-<scale>)")
+    repro.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    repro.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
+    repro.add_argument("--no-progress", action="store_true", help="no progress bars")
+    repro.set_defaults(func=cmd_reproduce)
+
+    report = sub.add_parser("report", help="draw entropy.png and oracle.png for one search run")
+    report.add_argument("run_dir", type=Path, help="a search run directory")
+    report.add_argument("--out", type=Path, default=None, help="where to write the plots (default: RUN_DIR)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,217 @@
+"""Tables and plots from search runs: the GAEA paper's Table 2 layout, Figure 1 (entropy) and Figure 4 (oracle)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .nasbench.nb201 import DATASETS
+from .search import CONFIG_FILE, RESULT_FILE, read_log
+
+DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished search run, read back from its run directory."""
+
+    path: Path
+    config: dict[str, Any]
+    log: list[dict[str, Any]]
+    result: dict[str, Any]
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return self.config["method"], self.config["objective"]
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Read config.json, log.jsonl and result.json of a finished run."""
+    path = Path(path)
+    for name in (CONFIG_FILE, RESULT_FILE):
+        if not (path / name).is_file():
+            raise ConfigError(f"{path} is not a finished gaeanas run: {name} is missing")
+    return Run(path, json.loads((path / CONFIG_FILE).read_text()), read_log(path),
+               json.loads((path / RESULT_FILE).read_text()))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (numpy's default, ddof=0) over seeds."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std())
+
+
+def skip_count(genotype: str) -> int:
+    """Number of skip_connect edges in a genotype string."""
+    return genotype.count("skip_connect")
+
+
+def group_runs(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
+    """Runs by (method, objective), in first-seen order, each group sorted by seed."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    return {key: sorted(value, key=lambda r: r.config["seed"]) for key, value in groups.items()}
+
+
+def aggregate(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """One row per (method, objective): mean and std over seeds of the final genotype's figures."""
+    rows = []
+    for (method, objective), group in group_runs(runs).items():
+        row: dict[str, Any] = {
+            "method": method, "objective": objective,
+            "ops": "no none" if group[0].config.get("exclude_none") else "all 5",
+            "seeds": len(group),
+        }
+        for name in DATASETS:
+            accs = [r.result["oracle"][name] for r in group if r.result.get("oracle")]
+            row[name] = mean_std(accs) if accs else None
+        row["search_seconds"] = mean_std([r.result["search_seconds"] for r in group])
+        row["entropy"] = mean_std([r.result["entropy"] for r in group])
+        row["skip_edges"] = mean_std([skip_count(r.result["genotype"]) for r in group])
+        rows.append(row)
+    return rows
+
+
+def _pm(value: tuple[float, float] | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+TABLE_COLUMNS = ["Method", "Objective", "Ops", "Seeds", "CIFAR-10", "CIFAR-100", "ImageNet16-120",
+                 "Search (s)", "Final entropy", "Skip edges"]
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row's cells in TABLE_COLUMNS order."""
+    return [row["method"], row["objective"], row["ops"], str(row["seeds"]),
+            *(_pm(row[name]) for name in DATASETS),
+            _pm(row["search_seconds"], 0), _pm(row["entropy"], 3), _pm(row["skip_edges"], 2)]
+
+
+def optimal_cells(best: dict[str, float]) -> list[str]:
+    """The benchmark's optimal row in TABLE_COLUMNS order."""
+    return ["optimal (benchmark)", "", "", "", *(f"{best[name]:.2f}" for name in DATASETS), "", "", ""]
+
+
+def format_table_md(rows: Sequence[dict[str, Any]], best: dict[str, float] | None = None) -> str:
+    """Markdown table in the layout of the paper's Table 2 (search on CIFAR-10, transfer to the others)."""
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(table_cells(row)) + " |" for row in rows]
+    if best is not None:
+        lines.append("| " + " | ".join(optimal_cells(best)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
+                    best: dict[str, float] | None = None) -> None:
+    """The same table as CSV, with separate mean and std columns."""
+    header = ["method", "objective", "ops", "seeds"]
+    for name in (*DATASETS, "search_seconds", "entropy", "skip_edges"):
+        header += [f"{name}_mean", f"{name}_std"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            values = [row["method"], row["objective"], row["ops"], row["seeds"]]
+            for name in (*DATASETS, "search_seconds", "entropy", "skip_edges"):
+                values += list(row[name]) if row[name] is not None else ["", ""]
+            writer.writerow(values)
+        if best is not None:
+            values = ["optimal", "", "", ""]
+            for name in (*DATASETS, "search_seconds", "entropy", "skip_edges"):
+                values += [best[name], ""] if name in best else ["", ""]
+            writer.writerow(values)
+
+
+def _curves(group: Sequence[Run], key) -> np.ndarray:
+    """(seeds, epochs) array of key(record); shorter runs are padded with NaN."""
+    length = max(len(r.log) for r in group)
+    out = np.full((len(group), length), math.nan)
+    for i, run in enumerate(group):
+        for j, record in enumerate(run.log):
+            value = key(record)
+            out[i, j] = math.nan if value is None else value
+    return out
+
+
+def _label(key: tuple[str, str]) -> str:
+    return f"{key[0]} ({key[1]})"
+
+
+def plot_entropy(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLike) -> None:
+    """Mean architecture-weight entropy per epoch for each method (the paper's Figure 1)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, group in groups.items():
+        _band(ax, _curves(group, lambda r: r["entropy"]), _label(key))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean entropy of architecture weights (nats)")
+    ax.set_title("Architecture-weight entropy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_oracle(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLike) -> None:
+    """Benchmark test accuracy of each epoch's genotype, one panel per dataset (the paper's Figure 4)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 4))
+    for ax, name in zip(axes, DATASETS):
+        for key, group in groups.items():
+            curves = _curves(group, lambda r: (r.get("oracle") or {}).get(name))
+            if not np.isnan(curves).all():
+                _band(ax, curves, _label(key))
+        ax.set_title(DATASET_LABELS[name])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy of discretised genotype (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _band(ax, curves: np.ndarray, label: str) -> None:
+    """Mean line with a ±1 std band over seeds (no band for a single seed)."""
+    epochs = np.arange(1, curves.shape[1] + 1)
+    mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
+    (line,) = ax.plot(epochs, mean, label=label)
+    if curves.shape[0] > 1:
+        ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def report_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Draw entropy.png (and oracle.png when the run has benchmark accuracies) for one search run."""
+    run_dir = Path(run_dir)
+    log = read_log(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or not log:
+        raise ConfigError(f"{run_dir} is not a gaeanas run directory with at least one logged epoch")
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    run = Run(run_dir, config, log, {})
+    out = Path(out_dir) if out_dir else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    groups = {run.group: [run]}
+    written = [out / "entropy.png"]
+    plot_entropy(groups, written[0])
+    if any(r.get("oracle") for r in log):
+        written.append(out / "oracle.png")
+        plot_oracle(groups, written[1])
+    return written

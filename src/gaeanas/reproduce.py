@@ -1,0 +1,132 @@
+"""Reproduce the GAEA paper's NAS-Bench-201 table and figures (Li et al., ICLR 2021, Table 2, Figures 1 and 4)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .errors import ConfigError
+from .methods import METHODS
+from .nasbench import NB201Table
+from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, write_table_csv
+from .search import CONFIG_FILE, OBJECTIVES, RESULT_FILE, Search, SearchCallback, SearchConfig, load_config
+
+# Overrides of SearchConfig for each scale.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Appendix C.3 exactly, for a GPU: C=16, N=5, 25 epochs, the full training set.
+    "paper": dict(channels=16, cells=5, epochs=25, batch_size=64, subset=None, resize=None),
+    # 2 CPU cores, about 5 to 10 minutes a run: a shallow, narrow supernet on a 10,000-image subset.
+    "cpu": dict(channels=8, cells=1, epochs=10, batch_size=64, subset=10_000, resize=32),
+    # The paper's depth (N=5) at C=8, on 16x16 images: about 12 minutes a run.
+    "cpu-deep": dict(channels=8, cells=5, epochs=20, batch_size=64, subset=10_000, resize=16),
+}
+
+# The paper's NAS-Bench-201 grid: DARTS-style methods under both objectives, GDAS-style under bilevel.
+DEFAULT_GRID: tuple[tuple[str, str], ...] = (
+    ("gaea-darts", "erm"), ("darts", "erm"), ("gaea-darts", "bilevel"), ("darts", "bilevel"),
+    ("gaea-gdas", "bilevel"), ("gdas", "bilevel"),
+)
+DEFAULT_SEEDS = (0, 1, 2)
+# darts and gaea-darts run without `none` in the paper's NB201 reproductions; gdas keeps all five ops.
+EXCLUDE_NONE = {"darts": True, "gaea-darts": True, "gdas": False, "gaea-gdas": False}
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One cell of the grid."""
+
+    method: str
+    objective: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.objective}-seed{self.seed}"
+
+
+def build_grid(methods: Sequence[str] | None = None, objectives: Sequence[str] | None = None,
+               seeds: Sequence[int] = DEFAULT_SEEDS) -> list[GridRun]:
+    """The paper's grid by default; with methods or objectives given, their full product."""
+    for method in methods or ():
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; known: {sorted(METHODS)}")
+    for objective in objectives or ():
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {objective!r}; known: {OBJECTIVES}")
+    if methods is None and objectives is None:
+        pairs = list(DEFAULT_GRID)
+    else:
+        pairs = [(m, o) for m in (methods or sorted({m for m, _ in DEFAULT_GRID}))
+                 for o in (objectives or OBJECTIVES)]
+    if not seeds:
+        raise ConfigError("no seeds given")
+    return [GridRun(m, o, s) for m, o in pairs for s in seeds]
+
+
+def grid_config(run: GridRun, scale: str, data: str, benchmark: str | None, **overrides: Any) -> SearchConfig:
+    """The SearchConfig of one grid run at a scale."""
+    if scale not in PRESETS:
+        raise ConfigError(f"unknown scale {scale!r}; known: {sorted(PRESETS)}")
+    values = dict(space="nb201", method=run.method, objective=run.objective, seed=run.seed, data=data,
+                  benchmark=benchmark, exclude_none=EXCLUDE_NONE.get(run.method, False), **PRESETS[scale])
+    values.update(overrides)
+    values["extra"] = {"scale": scale, "grid_run": run.name}
+    return SearchConfig(**values)
+
+
+def _same_setup(saved: SearchConfig, wanted: SearchConfig) -> bool:
+    """Whether a saved run was made with the wanted settings (ignoring device and benchmark path)."""
+    ignore = {"device", "benchmark", "crop_pad"}
+    a, b = dataclasses.asdict(saved), dataclasses.asdict(wanted.resolved())
+    return all(a[k] == b[k] for k in a if k not in ignore and b.get(k) is not None)
+
+
+def run_grid(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, data: str,
+             benchmark: str | None, device: torch.device, callbacks: Sequence[SearchCallback] = (),
+             on_run_start: Callable[[int, GridRun, bool], None] | None = None,
+             cache_dir: str | os.PathLike | None = None, **overrides: Any) -> list[Path]:
+    """Run every grid cell into out_dir/runs/<name>, reusing finished runs and resuming started ones.
+
+    on_run_start(index, run, reused) is called before each cell; callbacks follow each search.
+    """
+    runs_dir = Path(out_dir) / "runs"
+    paths = []
+    for index, run in enumerate(grid):
+        path = runs_dir / run.name
+        cfg = grid_config(run, scale, data, benchmark, **overrides)
+        started = (path / CONFIG_FILE).is_file()
+        if started and not _same_setup(load_config(path), cfg):
+            raise ConfigError(f"{path} holds a run with other settings than --scale {scale}; "
+                              "move it away or use another results folder")
+        reused = (path / RESULT_FILE).is_file()
+        if on_run_start is not None:
+            on_run_start(index, run, reused)
+        if not reused:
+            saved = load_config(path) if started else cfg
+            Search(dataclasses.replace(saved, device=str(device), benchmark=benchmark), path, device,
+                   callbacks, cache_dir).run()
+        paths.append(path)
+    return paths
+
+
+def write_report(out_dir: str | os.PathLike, run_paths: Sequence[Path], table: NB201Table | None) -> list[Path]:
+    """table.md, table.csv, entropy.png and oracle.png for the finished runs."""
+    out = Path(out_dir)
+    runs = [load_run(p) for p in run_paths]
+    rows = aggregate(runs)
+    best = table.best() if table is not None else None
+    (out / "table.md").write_text(format_table_md(rows, best))
+    write_table_csv(rows, out / "table.csv", best)
+    groups = group_runs(runs)
+    plot_entropy(groups, out / "entropy.png")
+    written = [out / "table.md", out / "table.csv", out / "entropy.png"]
+    if any(r.result.get("oracle") for r in runs):
+        plot_oracle(groups, out / "oracle.png")
+        written.append(out / "oracle.png")
+    (out / "grid.json").write_text(json.dumps([str(p.relative_to(out)) for p in run_paths], indent=2) + "\n")
+    return written

@@ -1,0 +1,138 @@
+"""Reproduction reports: aggregation over seeds, the table layout, reuse of finished runs, plots."""
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gaeanas.cli import main
+from gaeanas.errors import ConfigError
+from gaeanas.report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, \
+    write_table_csv
+from gaeanas.reproduce import DEFAULT_GRID, GridRun, build_grid, grid_config, run_grid, write_report
+from gaeanas.nasbench import NB201Table
+
+from synth import make_image_folder, write_full_nb201_table
+
+CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(path, run: GridRun, c10: list, entropy: list, genotype: str, seconds: float, scale="cpu"):
+    """A finished run directory as `gaeanas search` leaves it, with made-up numbers."""
+    path.mkdir(parents=True)
+    cfg = grid_config(run, scale, "data", "table.csv").resolved()
+    (path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    records = [{"epoch": i + 1, "entropy": h, "genotype": genotype, "seconds": seconds / len(c10),
+                "oracle": {"cifar10": a, "cifar100": a - 20, "ImageNet16-120": a - 50}}
+               for i, (a, h) in enumerate(zip(c10, entropy))]
+    (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = {"genotype": genotype, "entropy": entropy[-1], "oracle": records[-1]["oracle"],
+              "search_seconds": seconds, "arch_weights": {}, "epochs": len(c10)}
+    (path / "result.json").write_text(json.dumps(result))
+    return path
+
+
+@pytest.fixture
+def fake_grid(tmp_path):
+    runs = []
+    finals = {"gaea-darts": [93.0, 94.0, 92.0], "darts": [54.0, 60.0, 90.0]}
+    for method, objective in (("gaea-darts", "erm"), ("darts", "erm")):
+        for seed, final in enumerate(finals[method]):
+            run = GridRun(method, objective, seed)
+            genotype = CONV if method == "gaea-darts" else SKIP
+            entropy = [1.38, 1.2, 1.0 - 0.1 * seed] if method == "gaea-darts" else [1.386, 1.386, 1.385]
+            runs.append(fake_run(tmp_path / "runs" / run.name, run, [80.0, 85.0, final], entropy, genotype,
+                                 100.0 + seed))
+    return tmp_path, runs
+
+
+def test_aggregate_means_and_stds_over_seeds(fake_grid):
+    _, paths = fake_grid
+    rows = aggregate([load_run(p) for p in paths])
+    assert [(r["method"], r["objective"], r["seeds"]) for r in rows] == [("gaea-darts", "erm", 3), ("darts", "erm", 3)]
+    gaea, darts = rows
+    assert gaea["cifar10"] == pytest.approx((93.0, np.std([93.0, 94.0, 92.0])))
+    assert darts["cifar100"] == pytest.approx((np.mean([34.0, 40.0, 70.0]), np.std([34.0, 40.0, 70.0])))
+    assert gaea["entropy"] == pytest.approx((0.9, np.std([1.0, 0.9, 0.8])))
+    assert gaea["search_seconds"] == pytest.approx((101.0, np.std([100.0, 101.0, 102.0])))
+    assert gaea["skip_edges"] == (0.0, 0.0) and darts["skip_edges"] == (5.0, 0.0)
+    assert gaea["ops"] == "no none"  # darts-style runs exclude none, as in the paper
+
+
+def test_table_layout(fake_grid, tmp_path):
+    _, paths = fake_grid
+    rows = aggregate([load_run(p) for p in paths])
+    best = {"cifar10": 94.37, "cifar100": 73.51, "ImageNet16-120": 47.31}
+    lines = format_table_md(rows, best).strip().splitlines()
+    assert lines[0].split("|")[1:-1] == [" Method ", " Objective ", " Ops ", " Seeds ", " CIFAR-10 ", " CIFAR-100 ",
+                                         " ImageNet16-120 ", " Search (s) ", " Final entropy ", " Skip edges "]
+    assert len(lines) == 2 + 2 + 1
+    assert "| gaea-darts | erm | no none | 3 | 93.00 ± 0.82 |" in lines[2]
+    assert lines[-1].startswith("| optimal (benchmark) |") and "94.37" in lines[-1] and "47.31" in lines[-1]
+    write_table_csv(rows, tmp_path / "t.csv", best)
+    table = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert [r["method"] for r in table] == ["gaea-darts", "darts", "optimal"]
+    assert float(table[1]["cifar10_mean"]) == pytest.approx(68.0)
+    assert float(table[2]["cifar10_mean"]) == 94.37
+
+
+def test_plots_are_written(fake_grid, tmp_path):
+    _, paths = fake_grid
+    groups = group_runs([load_run(p) for p in paths])
+    plot_entropy(groups, tmp_path / "entropy.png")
+    plot_oracle(groups, tmp_path / "oracle.png")
+    for name in ("entropy.png", "oracle.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+
+
+def test_finished_runs_are_reused_not_rerun(fake_grid):
+    out, paths = fake_grid
+    grid = build_grid(["gaea-darts", "darts"], ["erm"], [0, 1, 2])
+    seen = []
+    # The data path does not exist: any run that was not reused would fail to load it.
+    reused = run_grid(grid, out, "cpu", "data", "table.csv", torch.device("cpu"),
+                      on_run_start=lambda i, run, was_reused: seen.append(was_reused))
+    assert seen == [True] * 6 and sorted(reused) == sorted(paths)
+
+
+def test_a_run_with_other_settings_is_not_silently_reused(fake_grid):
+    out, _ = fake_grid
+    with pytest.raises(ConfigError, match="other settings"):
+        run_grid(build_grid(["darts"], ["erm"], [0]), out, "cpu-deep", "data", None, torch.device("cpu"))
+
+
+def test_default_grid_is_the_papers():
+    grid = build_grid()
+    assert len(grid) == 18
+    assert {(r.method, r.objective) for r in grid} == set(DEFAULT_GRID)
+    assert {("gdas", "erm"), ("gaea-gdas", "erm")}.isdisjoint({(r.method, r.objective) for r in grid})
+    assert len(build_grid(["darts", "gaea-darts"], ["bilevel"], [0, 1, 2])) == 6
+    with pytest.raises(ConfigError, match="unknown method"):
+        build_grid(["enas"])
+    assert grid_config(GridRun("gdas", "bilevel", 0), "cpu", "d", None).exclude_none is False
+    assert grid_config(GridRun("darts", "erm", 0), "cpu", "d", None).exclude_none is True
+
+
+def test_a_tiny_real_grid_end_to_end(tmp_path):
+    data = make_image_folder(tmp_path / "data", classes=3, per_class=8)
+    table_path = write_full_nb201_table(tmp_path / "table.csv")
+    grid = build_grid(["gaea-darts"], ["erm"], [0, 1])
+    tiny = dict(channels=2, cells=1, epochs=2, batch_size=12, subset=None, resize=8)
+    paths = run_grid(grid, tmp_path / "out", "cpu", str(data), str(table_path), torch.device("cpu"), **tiny)
+    written = write_report(tmp_path / "out", paths, NB201Table.load(table_path))
+    assert {p.name for p in written} == {"table.md", "table.csv", "entropy.png", "oracle.png"}
+    assert "| gaea-darts | erm | no none | 2 |" in (tmp_path / "out" / "table.md").read_text()
+
+
+def test_report_command_draws_a_single_run(fake_grid, capsys):
+    _, paths = fake_grid
+    assert main(["report", str(paths[0])]) == 0
+    assert (paths[0] / "entropy.png").read_bytes().startswith(PNG_MAGIC)
+    assert (paths[0] / "oracle.png").exists()
+    assert main(["report", str(paths[0].parent)]) == 2
+    assert "not a gaeanas run directory" in capsys.readouterr().err
