@@ -136,3 +136,13 @@ def test_report_command_draws_a_single_run(fake_grid, capsys):
     assert (paths[0] / "oracle.png").exists()
     assert main(["report", str(paths[0].parent)]) == 2
     assert "not a gaeanas run directory" in capsys.readouterr().err
+
+
+def test_report_only_uses_the_finished_runs(fake_grid, capsys):
+    out, paths = fake_grid
+    code = main(["reproduce", "nb201", "--methods", "gaea-darts,darts", "--objectives", "erm,bilevel",
+                 "--data", "unused", "--benchmark", str(write_full_nb201_table(out / "t.csv")),
+                 "--out", str(out), "--report-only", "--device", "cpu"])
+    assert code == 0
+    assert "reporting the 6 of 12 runs" in capsys.readouterr().out
+    assert (out / "table.md").read_text().count("| erm |") == 2

@@ -80,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def default_run_dir(cfg: SearchConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    cfg = cfg.resolved()
     return Path("runs") / f"{cfg.space}-{cfg.method}-{cfg.objective}-seed{cfg.seed}-{stamp}"
 
 
@@ -140,7 +141,7 @@ class GridProgress(ProgressBar):
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .nasbench import NB201Table
-    from .reproduce import build_grid, run_grid, write_report
+    from .reproduce import build_grid, finished_runs, run_grid, write_report
 
     table = NB201Table.load(args.benchmark)
     grid = build_grid(args.methods, args.objectives, args.seeds)
@@ -150,8 +151,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     progress = GridProgress(len(grid), not args.no_progress)
     overrides = {"epochs": args.epochs} if args.epochs else {}
     try:
-        paths = run_grid(grid, out, args.scale, args.data, args.benchmark, device, [progress],
-                         progress.on_run_start, args.cache_dir, **overrides)
+        if args.report_only:
+            paths = finished_runs(grid, out)
+            print(f"reporting the {len(paths)} of {len(grid)} runs that have finished")
+        else:
+            paths = run_grid(grid, out, args.scale, args.data, args.benchmark, device, [progress],
+                             progress.on_run_start, args.cache_dir, **overrides)
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue the grid", file=sys.stderr)
         return 130
@@ -201,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--device", default="auto", help="auto, cpu or cuda")
     repro.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")
+    repro.add_argument("--report-only", action="store_true",
+                       help="run nothing: write the table and figures from the runs that have finished")
     repro.set_defaults(func=cmd_reproduce)
 
     report = sub.add_parser("report", help="draw entropy.png and oracle.png for one search run")

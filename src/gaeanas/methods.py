@@ -13,6 +13,9 @@ class Method:
     parametrisation: "logits" (softmax of free parameters) or "simplex" (the weights themselves).
     relaxation: "mixture" (all ops, weighted) or "gumbel" (one sampled op per edge per step).
     optimizer / arch_lr / optimizer_kwargs: the architecture optimizer (see gaeanas.optim).
+    partial_channels: K of PC-DARTS: only 1/K of the channels go through the mixed op (1: all of them).
+    edge_norm: PC-DARTS edge normalisation: a learned weight for each incoming edge of a node.
+    defaults: SearchConfig fields this method sets unless given (e.g. warmup_epochs).
     """
 
     name: str
@@ -22,6 +25,9 @@ class Method:
     arch_lr: float
     optimizer_kwargs: dict = field(default_factory=dict)
     description: str = ""
+    partial_channels: int = 1
+    edge_norm: bool = False
+    defaults: dict = field(default_factory=dict)
 
 
 _ADAM = {"betas": (0.5, 0.999), "weight_decay": 1e-3}

@@ -114,6 +114,15 @@ def run_grid(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, da
     return paths
 
 
+def finished_runs(grid: Sequence[GridRun], out_dir: str | os.PathLike) -> list[Path]:
+    """The run directories of the grid that hold a result.json."""
+    paths = [Path(out_dir) / "runs" / run.name for run in grid]
+    finished = [p for p in paths if (p / RESULT_FILE).is_file()]
+    if not finished:
+        raise ConfigError(f"no finished runs of this grid in {Path(out_dir) / 'runs'}")
+    return finished
+
+
 def write_report(out_dir: str | os.PathLike, run_paths: Sequence[Path], table: NB201Table | None) -> list[Path]:
     """table.md, table.csv, entropy.png and oracle.png for the finished runs."""
     out = Path(out_dir)

@@ -28,6 +28,10 @@ OBJECTIVES = ("erm", "bilevel")
 CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = "config.json", "log.jsonl", "checkpoint.pt", "result.json"
 
 
+# Used when neither the method nor the space sets a default.
+RESOLVE_FALLBACKS: dict[str, Any] = {"warmup_epochs": 0}
+
+
 def opt(default: Any, help: str) -> Any:
     """A config field with its help text (shown by the CLI, which builds its flags from these fields)."""
     return field(default=default, metadata={"help": help})
@@ -40,7 +44,8 @@ class SearchConfig:
     # what to search
     space: str = opt("nb201", "search space (registered in gaeanas.spaces)")
     method: str = opt("gaea-darts", "search method (registered in gaeanas.methods)")
-    objective: str = opt("erm", 'erm: weights and architecture learn from the training set; bilevel: the architecture learns from a held-out half')
+    objective: str | None = opt(None, "erm: weights and architecture learn from the training set; bilevel: the "
+                                      "architecture learns from a held-out half; default: the space's (nb201: erm)")
     exclude_none: bool = opt(False, "drop the `none` op from the candidates (the paper's exclude-zero setting)")
     channels: int | None = opt(None, "C, channels of the first stage; default: the space's (nb201: 16)")
     cells: int | None = opt(None, "N, searchable cells per stage; default: the space's (nb201: 5)")
@@ -52,10 +57,13 @@ class SearchConfig:
                                      "4 per 32 pixels of image side (CIFAR: 4, 8x8 digits: 1)")
     flip: bool = opt(True, "random horizontal flips")
     # weight training
-    epochs: int = opt(25, "passes over the weight-training set")
-    batch_size: int = opt(64, "images per step, for the weight and the architecture batch alike")
-    lr: float = opt(0.025, "SGD learning rate at the first epoch (per batch-mean loss)")
-    lr_min: float = opt(0.001, "cosine schedule's floor, reached after the last epoch")
+    epochs: int | None = opt(None, "passes over the weight-training set; default: the space's (nb201: 25)")
+    batch_size: int | None = opt(None, "images per step, for the weight and the architecture batch alike; "
+                                       "default: the space's (nb201: 64)")
+    lr: float | None = opt(None, "SGD learning rate at the first epoch (per batch-mean loss); "
+                                 "default: the space's (nb201: 0.025)")
+    lr_min: float | None = opt(None, "cosine schedule's floor, reached after the last epoch; "
+                                     "default: the space's (nb201: 0.001)")
     momentum: float = opt(0.9, "SGD momentum")
     weight_decay: float = opt(3e-4, "L2 coefficient on the network weights")
     grad_clip: float = opt(5.0, "max L2 norm of the weights' gradient; 0 disables")
@@ -67,7 +75,8 @@ class SearchConfig:
     arch_grad_clip: float = opt(0.0, "max L2 norm of the architecture gradient; 0 disables")
     tau_max: float = opt(10.0, "Gumbel temperature at the first epoch (gdas, gaea-gdas)")
     tau_min: float = opt(0.1, "Gumbel temperature at the last epoch")
-    warmup_epochs: int = opt(0, "epochs of weight training before the architecture starts to learn")
+    warmup_epochs: int | None = opt(None, "epochs of weight training before the architecture starts to learn; "
+                                          "default: the method's (0, pcdarts 15, gaea-pcdarts 10)")
     # run
     seed: int = opt(0, "seeds initialisation, data order, augmentation, splits and Gumbel noise")
     device: str = opt("auto", "auto, cpu or cuda")
@@ -77,16 +86,23 @@ class SearchConfig:
     extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 
     def resolved(self) -> "SearchConfig":
-        """A copy with the space's and method's defaults filled in, checked for range errors."""
+        """A copy with every unset field filled from the method's, then the space's defaults; range-checked.
+
+        Precedence: a value given here > the method's default > the space's default > RESOLVE_FALLBACKS.
+        """
         space, method = get_space(self.space), get_method(self.method)
-        cfg = dataclasses.replace(
-            self,
-            channels=self.channels if self.channels is not None else space.defaults["channels"],
-            cells=self.cells if self.cells is not None else space.defaults["cells"],
-            arch_lr=self.arch_lr if self.arch_lr is not None else method.arch_lr,
-            arch_weight_decay=(self.arch_weight_decay if self.arch_weight_decay is not None
-                               else method.optimizer_kwargs.get("weight_decay", 0.0)),
-        )
+        method_defaults = {"arch_lr": method.arch_lr,
+                           "arch_weight_decay": method.optimizer_kwargs.get("weight_decay", 0.0),
+                           **method.defaults}
+        layers = (method_defaults, space.defaults, RESOLVE_FALLBACKS)
+        filled = {}
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None:
+                for layer in layers:
+                    if f.name in layer:
+                        filled[f.name] = layer[f.name]
+                        break
+        cfg = dataclasses.replace(self, **filled)
         cfg.validate()
         return cfg
 
@@ -148,8 +164,8 @@ def build_search_model(cfg: SearchConfig, num_classes: int, gumbel_generator: to
     """Supernet + architecture parameters + relaxation for a resolved config (uses the global torch RNG)."""
     space, method = get_space(cfg.space), get_method(cfg.method)
     ops = candidate_ops(space, cfg.exclude_none)
-    net = space.build_supernet(cfg.channels, cfg.cells, num_classes, ops)
-    arch = Architecture(space.arch_shapes(ops), method.parametrisation)
+    net = space.build_supernet(cfg.channels, cfg.cells, num_classes, ops, method)
+    arch = Architecture(space.arch_shapes(ops, method), method.parametrisation)
     relax_kwargs = {"tau": cfg.tau_max, "generator": gumbel_generator} if method.relaxation == "gumbel" else {}
     return SearchModel(space, net, arch, create_relaxation(method.relaxation, **relax_kwargs), ops)
 

@@ -18,20 +18,21 @@ class SearchSpace:
 
     name: str
     ops: tuple[str, ...]                                        # candidate operations, in column order
-    build_supernet: Callable[..., nn.Module]                    # (channels, cells, num_classes, ops, in_channels)
-    arch_shapes: Callable[[Sequence[str]], dict[str, tuple[int, ...]]]
+    build_supernet: Callable[..., nn.Module]                    # (channels, cells, num_classes, ops, method)
+    arch_shapes: Callable[[Sequence[str], Any], dict[str, tuple[int, ...]]]  # (ops, method)
     discretise: Callable[[dict[str, torch.Tensor], Sequence[str]], Any]
     parse_genotype: Callable[[str], Any]
-    defaults: dict[str, int] = field(default_factory=dict)     # channels, cells
+    defaults: dict[str, Any] = field(default_factory=dict)     # SearchConfig fields: channels, cells, epochs, ...
 
 
 SPACES: dict[str, SearchSpace] = {
     "nb201": SearchSpace(
         name="nb201", ops=nb201.OPS,
-        build_supernet=lambda channels, cells, num_classes, ops, in_channels=3: nb201.Supernet(
-            channels, cells, num_classes, ops, affine=False, in_channels=in_channels),
-        arch_shapes=nb201.arch_shapes, discretise=nb201.discretise, parse_genotype=nb201.Genotype.parse,
-        defaults={"channels": 16, "cells": 5}),
+        build_supernet=nb201.build_supernet, arch_shapes=nb201.arch_shapes, discretise=nb201.discretise,
+        parse_genotype=nb201.Genotype.parse,
+        # The GAEA paper's appendix C.3.
+        defaults={"channels": 16, "cells": 5, "objective": "erm", "epochs": 25, "batch_size": 64,
+                  "lr": 0.025, "lr_min": 0.001}),
 }
 
 

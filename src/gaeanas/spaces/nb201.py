@@ -148,6 +148,19 @@ class Supernet(nn.Module):
         return self.head(x)
 
 
-def arch_shapes(ops: Sequence[str]) -> dict[str, tuple[int, ...]]:
+def _check_method(method) -> None:
+    if method is not None and (method.partial_channels != 1 or method.edge_norm):
+        raise ConfigError(f"method {method.name!r} uses partial channels / edge normalisation, "
+                          "which the NAS-Bench-201 space does not have; use --space darts")
+
+
+def build_supernet(channels: int, cells: int, num_classes: int, ops: Sequence[str], method=None) -> Supernet:
+    """The search-time supernet (BN without affine parameters)."""
+    _check_method(method)
+    return Supernet(channels, cells, num_classes, ops, affine=False)
+
+
+def arch_shapes(ops: Sequence[str], method=None) -> dict[str, tuple[int, ...]]:
     """Architecture tensors of this space: one (6, k) decision for the shared cell."""
+    _check_method(method)
     return {"cell": (len(EDGES), len(ops))}

@@ -1,0 +1,140 @@
+"""DARTS-space genotypes (Liu et al., ICLR 2019): the cell format, JSON round trip, and published cells."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..errors import GenotypeError
+
+OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+                        "dil_conv_3x3", "dil_conv_5x5")
+STEPS = 4  # intermediate nodes per cell; node k (k = 2..5) takes two of the inputs 0..k-1
+
+
+class Genotype(NamedTuple):
+    """A discrete DARTS cell pair: for each of the 4 nodes, two (op, input) pairs; and which nodes are output."""
+
+    normal: tuple[tuple[str, int], ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[tuple[str, int], ...]
+    reduce_concat: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout of published DARTS genotypes: lists of [op, input] pairs and concat lists."""
+        return {"normal": [list(p) for p in self.normal], "normal_concat": list(self.normal_concat),
+                "reduce": [list(p) for p in self.reduce], "reduce_concat": list(self.reduce_concat)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def __str__(self) -> str:
+        """The Python form DARTS papers print: Genotype(normal=[('sep_conv_3x3', 0), ...], ...)."""
+        def pairs(cell):
+            return "[" + ", ".join(f"({op!r}, {i})" for op, i in cell) + "]"
+        return (f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
+                f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)})")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Genotype":
+        """Build and validate from the JSON layout."""
+        missing = [k for k in cls._fields if k not in data]
+        if missing:
+            raise GenotypeError(f"DARTS genotype is missing field(s) {missing}")
+        try:
+            genotype = cls(
+                normal=tuple((str(op), int(i)) for op, i in data["normal"]),
+                normal_concat=tuple(int(i) for i in data["normal_concat"]),
+                reduce=tuple((str(op), int(i)) for op, i in data["reduce"]),
+                reduce_concat=tuple(int(i) for i in data["reduce_concat"]),
+            )
+        except (TypeError, ValueError) as err:
+            raise GenotypeError(f"malformed DARTS genotype: {err}") from None
+        genotype.validate()
+        return genotype
+
+    @classmethod
+    def parse(cls, text: str) -> "Genotype":
+        """Parse JSON or the printed Python form `Genotype(normal=[...], normal_concat=..., ...)`."""
+        text = text.strip()
+        if text.startswith("{"):
+            try:
+                return cls.from_dict(json.loads(text))
+            except json.JSONDecodeError as err:
+                raise GenotypeError(f"genotype is not valid JSON: {err}") from None
+        match = re.fullmatch(r"Genotype\((.*)\)", text, flags=re.S)
+        if match is None:
+            raise GenotypeError(f"not a DARTS genotype (JSON or 'Genotype(...)'): {text[:80]!r}")
+        try:
+            call = ast.parse(f"f({match.group(1)})", mode="eval").body
+            values = {kw.arg: _literal(kw.value) for kw in call.keywords}  # type: ignore[attr-defined]
+        except (SyntaxError, ValueError) as err:
+            raise GenotypeError(f"malformed DARTS genotype: {err}") from None
+        return cls.from_dict(values)
+
+    def validate(self) -> None:
+        """Raise GenotypeError unless both cells are well formed."""
+        for name, cell, concat in (("normal", self.normal, self.normal_concat),
+                                   ("reduce", self.reduce, self.reduce_concat)):
+            if len(cell) != 2 * STEPS:
+                raise GenotypeError(f"{name} cell needs {2 * STEPS} (op, input) pairs, got {len(cell)}")
+            for k, (op, index) in enumerate(cell):
+                node = 2 + k // 2
+                if op not in OPS or op == "none":
+                    raise GenotypeError(f"{name} cell: unknown or 'none' operation {op!r}")
+                if not 0 <= index < node:
+                    raise GenotypeError(f"{name} cell: node {node} cannot take input {index}")
+            if not concat or any(not 0 <= i < 2 + STEPS for i in concat):
+                raise GenotypeError(f"{name}_concat must list nodes in 0..{1 + STEPS}, got {list(concat)}")
+
+
+def _literal(node: ast.AST) -> Any:
+    """ast.literal_eval that also accepts range(a, b) (published genotypes use it for concat)."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
+            and not node.keywords):
+        return list(range(*[ast.literal_eval(a) for a in node.args]))
+    return ast.literal_eval(node)
+
+
+def _g(normal, reduce) -> Genotype:
+    return Genotype(tuple(normal), (2, 3, 4, 5), tuple(reduce), (2, 3, 4, 5))
+
+
+# Published cells. Parameter counts at C=36, 20 cells, auxiliary head excluded, are in the tests.
+DARTS_V2 = _g(  # Liu et al., ICLR 2019 (second order): 3.3M
+    [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+     ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+    [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+     ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)])
+PC_DARTS = _g(  # Xu et al., ICLR 2020: 3.6M
+    [("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 0), ("dil_conv_3x3", 1),
+     ("sep_conv_5x5", 0), ("sep_conv_3x3", 1), ("avg_pool_3x3", 0), ("dil_conv_3x3", 1)],
+    [("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("sep_conv_5x5", 1), ("sep_conv_5x5", 2),
+     ("sep_conv_3x3", 0), ("sep_conv_3x3", 3), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2)])
+
+PUBLISHED: dict[str, Genotype] = {"DARTS_V2": DARTS_V2, "PC_DARTS": PC_DARTS}
+
+
+def load_genotype(spec: str | os.PathLike) -> Genotype:
+    """A genotype from a published name, a JSON/Python file, a run directory (result.json), or inline text."""
+    text = str(spec)
+    if text in PUBLISHED:
+        return PUBLISHED[text]
+    path = Path(text)
+    if path.is_dir():
+        result = path / "result.json"
+        if not result.is_file():
+            raise GenotypeError(f"{path} is a folder without result.json; is it a gaeanas search run?")
+        genotype = json.loads(result.read_text()).get("genotype")
+        if not isinstance(genotype, (dict, str)):
+            raise GenotypeError(f"{result} holds no DARTS-space genotype")
+        return Genotype.from_dict(genotype) if isinstance(genotype, dict) else Genotype.parse(genotype)
+    if path.is_file():
+        return Genotype.parse(path.read_text())
+    if text.lstrip().startswith(("{", "Genotype(")):
+        return Genotype.parse(text)
+    raise GenotypeError(f"{text!r} is not a published genotype ({', '.join(PUBLISHED)}), a file, "
+                        "a run directory, or genotype text")
