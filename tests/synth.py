@@ -33,3 +33,10 @@ def write_full_nb201_table(path: Path) -> Path:
         lines.append(f"{80 + 2 * conv},{50 + 3 * conv},{20 + 4 * conv},{Genotype(ops)},u")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def nb201_methods() -> list[str]:
+    """Registered methods that run on the NAS-Bench-201 space (no partial channels or edge weights)."""
+    from gaeanas.methods import METHODS
+
+    return sorted(m for m, spec in METHODS.items() if spec.partial_channels == 1 and not spec.edge_norm)

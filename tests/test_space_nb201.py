@@ -8,6 +8,8 @@ from gaeanas.search import SearchConfig, build_search_model
 from gaeanas.spaces import SPACES, candidate_ops, get_space
 from gaeanas.spaces.nb201 import EDGES, OPS, Genotype, Supernet, discretise
 
+from synth import nb201_methods
+
 # Published strings: the best CIFAR-10 cell of NAS-Bench-201, DARTS' all-skip collapse, and a mixed cell.
 KNOWN = [
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -64,7 +66,10 @@ def test_supernet_layout_matches_the_benchmark():
     assert out.shape == (2, 10)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+NB201_METHODS = nb201_methods()
+
+
+@pytest.mark.parametrize("method", NB201_METHODS)
 @pytest.mark.parametrize("exclude_none", [False, True])
 def test_supernet_forward_backward_for_every_method(method, exclude_none):
     torch.manual_seed(0)
@@ -82,7 +87,7 @@ def test_supernet_forward_backward_for_every_method(method, exclude_none):
 
 
 def test_simplex_methods_start_uniform_and_logit_methods_near_zero():
-    for method in METHODS:
+    for method in NB201_METHODS:
         torch.manual_seed(0)
         model = build_search_model(SearchConfig(method=method, channels=2, cells=1).resolved(), 3)
         (theta,) = model.arch_parameters()
@@ -112,8 +117,45 @@ def test_gumbel_runs_only_the_sampled_op():
                 assert all(g is None for g in grads), "unsampled ops must not run"
 
 
+@pytest.mark.parametrize("method", sorted(set(METHODS) - set(NB201_METHODS)))
+def test_partial_channel_methods_are_refused_on_nb201(method):
+    with pytest.raises(ConfigError, match="does not have"):
+        build_search_model(SearchConfig(method=method, channels=4, cells=1).resolved(), 3)
+
+
 def test_unknown_space_and_method():
     with pytest.raises(ConfigError, match="unknown search space"):
         get_space("nb101")
     with pytest.raises(ConfigError, match="unknown method"):
         SearchConfig(method="enas").resolved()
+
+
+@pytest.mark.parametrize("exclude_none", [False, True])
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_fused_cell_matches_the_per_edge_path(exclude_none, train_mode):
+    """The fast path (edges leaving a node computed together) gives the same outputs, gradients and BN stats."""
+    import copy
+
+    from gaeanas.relax import Mixing
+
+    torch.manual_seed(0)
+    ops = candidate_ops(SPACES["nb201"], exclude_none)
+    plain = Supernet(channels=4, cells=2, num_classes=3, ops=ops, fused=False)
+    fused = copy.deepcopy(plain)
+    for module in fused.modules():
+        if hasattr(module, "fused"):
+            module.fused = True
+    plain.train(train_mode)
+    fused.train(train_mode)
+    weights = torch.softmax(torch.randn(6, len(ops)), dim=-1)
+    w_plain, w_fused = weights.clone().requires_grad_(True), weights.clone().requires_grad_(True)
+    x = torch.randn(5, 3, 8, 8)
+    out_plain, out_fused = plain(x, {"cell": Mixing(w_plain)}), fused(x, {"cell": Mixing(w_fused)})
+    torch.testing.assert_close(out_fused, out_plain, atol=1e-5, rtol=1e-4)
+    out_plain.square().sum().backward()
+    out_fused.square().sum().backward()
+    torch.testing.assert_close(w_fused.grad, w_plain.grad, atol=1e-4, rtol=1e-4)
+    for p, q in zip(plain.parameters(), fused.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-4)
+    for p, q in zip(plain.buffers(), fused.buffers()):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-5)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, GenotypeError
@@ -95,13 +96,24 @@ class MixedOp(nn.Module):
 
 
 class SearchCell(nn.Module):
-    """Four-node DAG: node i = sum_{j<i} edge(j->i)(node j); output node 3."""
+    """Four-node DAG: node i = sum_{j<i} edge(j->i)(node j); output node 3.
 
-    def __init__(self, channels: int, ops: Sequence[str], affine: bool) -> None:
+    fused: for the soft mixture, do the work of all edges that leave the same node together (one ReLU,
+    one convolution and one BatchNorm per op kind, one pooling); the maths is that of the per-edge path.
+    """
+
+    def __init__(self, channels: int, ops: Sequence[str], affine: bool, fused: bool = True) -> None:
         super().__init__()
+        self.ops = tuple(ops)
+        self.fused = fused
         self.edges = nn.ModuleList(MixedOp(channels, ops, affine) for _ in EDGES)
 
     def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
+        if self.fused and mixing.index is None:
+            return self._forward_fused(x, mixing.weights)
+        return self._forward_per_edge(x, mixing)
+
+    def _forward_per_edge(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         nodes = [x]
         for node in range(1, NUM_NODES):
             total = None
@@ -113,6 +125,58 @@ class SearchCell(nn.Module):
             nodes.append(total)
         return nodes[-1]
 
+    def _forward_fused(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Soft mixture, source node by source node; node j+1 is complete once sources 0..j are done."""
+        nodes, partial = [x], [None] * NUM_NODES
+        for j in range(NUM_NODES - 1):
+            targets = range(j + 1, NUM_NODES)
+            edge_ids = [_EDGE_INDEX[(i, j)] for i in targets]
+            for k, per_edge in self._outgoing(nodes[j], edge_ids).items():
+                for i, e, out in zip(targets, edge_ids, per_edge):
+                    term = weights[e, k] * out
+                    partial[i] = term if partial[i] is None else partial[i] + term
+            nodes.append(partial[j + 1] if partial[j + 1] is not None else torch.zeros_like(x))
+        return nodes[-1]
+
+    def _outgoing(self, x: torch.Tensor, edge_ids: list[int]) -> dict[int, list[torch.Tensor]]:
+        """Every non-zero op's output on each edge leaving one node: {op column: [output per edge]}."""
+        outs: dict[int, list[torch.Tensor]] = {}
+        relu = None
+        for k, name in enumerate(self.ops):
+            if name == "none":
+                continue
+            if name == "skip_connect":
+                outs[k] = [x] * len(edge_ids)
+            elif name == "avg_pool_3x3":  # parameter-free when channels are kept: the same on every edge
+                outs[k] = [self.edges[edge_ids[0]].candidates[k](x)] * len(edge_ids)
+            else:
+                relu = torch.relu(x) if relu is None else relu
+                outs[k] = conv_bn_together(relu, [self.edges[e].candidates[k] for e in edge_ids])
+        return outs
+
+
+def conv_bn_together(x: torch.Tensor, blocks: Sequence[nn.Module]) -> list[torch.Tensor]:
+    """Apply the Conv-BN of several ReLUConvBN blocks to the same (already ReLU'd) input in one go.
+
+    Stacks the convolution weights along output channels, runs one convolution and one BatchNorm over
+    the stacked channels (BN is per channel, so this is exact), and writes the running statistics back.
+    """
+    convs, bns = [b[1] for b in blocks], [b[2] for b in blocks]
+    conv, bn = convs[0], bns[0]
+    y = F.conv2d(x, torch.cat([c.weight for c in convs]), None, conv.stride, conv.padding)  # (B, E*C, H, W)
+    track = bn.track_running_stats and bn.momentum is not None
+    training = bn.training or not track
+    stats = [torch.cat([b.running_mean for b in bns]), torch.cat([b.running_var for b in bns])] if track else [None, None]
+    affine = [torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns])] if bn.affine else [None, None]
+    y = F.batch_norm(y, stats[0], stats[1], affine[0], affine[1], training, bn.momentum or 0.0, bn.eps)
+    if track and bn.training:
+        with torch.no_grad():
+            for b, mean, var in zip(bns, stats[0].chunk(len(bns)), stats[1].chunk(len(bns))):
+                b.running_mean.copy_(mean)
+                b.running_var.copy_(var)
+                b.num_batches_tracked.add_(1)
+    return list(y.chunk(len(blocks), dim=1))
+
 
 class Supernet(nn.Module):
     """NAS-Bench-201 network with searchable cells.
@@ -122,7 +186,7 @@ class Supernet(nn.Module):
     """
 
     def __init__(self, channels: int = 16, cells: int = 5, num_classes: int = 10,
-                 ops: Sequence[str] = OPS, affine: bool = False, in_channels: int = 3) -> None:
+                 ops: Sequence[str] = OPS, affine: bool = False, in_channels: int = 3, fused: bool = True) -> None:
         super().__init__()
         if channels < 1 or cells < 1 or num_classes < 2:
             raise ConfigError(f"need channels >= 1, cells >= 1, classes >= 2; got {channels}, {cells}, {num_classes}")
@@ -135,7 +199,7 @@ class Supernet(nn.Module):
             if stage > 0:
                 layers.append(ResNetBasicBlock(c, 2 * c, 2))
                 c *= 2
-            layers.extend(SearchCell(c, self.ops, affine) for _ in range(cells))
+            layers.extend(SearchCell(c, self.ops, affine, fused) for _ in range(cells))
         self.layers = nn.ModuleList(layers)
         self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
