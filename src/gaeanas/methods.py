@@ -1,4 +1,4 @@
-"""Named search recipes: DARTS, GDAS (Liu et al. 2019; Dong & Yang 2019) and their GAEA versions (Li et al. 2021)."""
+"""Named search recipes: DARTS, GDAS, PC-DARTS (Liu 2019; Dong & Yang 2019; Xu 2020) and GAEA versions (Li 2021)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,6 +41,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "GDAS: Gumbel straight-through hard sampling from softmax logits, Adam"),
     Method("gaea-gdas", "simplex", "gumbel", "eg", 0.01, {},
            "GAEA GDAS: Gumbel hard sampling from log(theta) on the simplex, exponentiated gradient"),
+    Method("pcdarts", "logits", "mixture", "adam", 6e-4, _ADAM,
+           "PC-DARTS: 1/4 of the channels through each edge, softmax edge weights per node, Adam",
+           partial_channels=4, edge_norm=True, defaults={"warmup_epochs": 15}),
+    Method("gaea-pcdarts", "simplex", "mixture", "eg", 0.1, {},
+           "GAEA PC-DARTS: PC-DARTS with op and edge weights on simplices, exponentiated gradient",
+           partial_channels=4, edge_norm=True, defaults={"warmup_epochs": 10}),
 )}
 
 

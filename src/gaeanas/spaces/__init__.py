@@ -9,7 +9,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..relax import Architecture, Relaxation
-from . import nb201
+from . import darts, nb201
+from .darts_genotypes import Genotype as DartsGenotype
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ SPACES: dict[str, SearchSpace] = {
         # The GAEA paper's appendix C.3.
         defaults={"channels": 16, "cells": 5, "objective": "erm", "epochs": 25, "batch_size": 64,
                   "lr": 0.025, "lr_min": 0.001}),
+    "darts": SearchSpace(
+        name="darts", ops=darts.OPS,
+        build_supernet=darts.build_supernet, arch_shapes=darts.arch_shapes, discretise=darts.discretise,
+        parse_genotype=DartsGenotype.parse,
+        # The GAEA paper's appendix C.1.1 (PC-DARTS / GAEA PC-DARTS search).
+        defaults={"channels": 16, "cells": 8, "objective": "bilevel", "epochs": 50, "batch_size": 256,
+                  "lr": 0.1, "lr_min": 0.0}),
 }
 
 
