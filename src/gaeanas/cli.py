@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -15,12 +16,15 @@ from tqdm import tqdm
 
 from .errors import ConfigError, GaeanasError
 from .methods import METHODS
+from .rundir import CONFIG_FILE
 from .runtime import DEVICES, PRECISIONS, resolve_device
 from .search import OBJECTIVES, NullCallback, SearchConfig, load_config, prepare_run_dir, Search
 from .spaces import SPACES
+from .spaces.darts_genotypes import PUBLISHED
+from .train import NETWORKS, SEEDS_FILE, TrainConfig
 
 CHOICES = {"space": sorted(SPACES), "method": sorted(METHODS), "objective": list(OBJECTIVES),
-           "device": list(DEVICES), "precision": list(PRECISIONS)}
+           "device": list(DEVICES), "precision": list(PRECISIONS), "network": sorted(NETWORKS)}
 STEP_REFRESH = 5  # update the progress bar's numbers every this many steps (each update syncs the device)
 
 
@@ -48,18 +52,18 @@ class ProgressBar(NullCallback):
               f"entropy {record['entropy']:.4f}  {record['seconds']:6.1f}s  {record['genotype']}{bench}", flush=True)
 
 
-def _flag_type(field: dataclasses.Field) -> Any:
+def _flag_type(field: dataclasses.Field, config_cls: type) -> Any:
     """The scalar type of a config field, with Optional[...] unwrapped."""
-    hint = typing.get_type_hints(SearchConfig)[field.name]
+    hint = typing.get_type_hints(config_cls)[field.name]
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     return hint
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per SearchConfig field (defaults None, so a resumed run can tell what was given)."""
-    for field in dataclasses.fields(SearchConfig):
-        kind = _flag_type(field)
+def add_config_flags(parser: argparse.ArgumentParser, config_cls: type = SearchConfig) -> None:
+    """One flag per config field (defaults None, so a resumed run can tell what was given)."""
+    for field in dataclasses.fields(config_cls):
+        kind = _flag_type(field, config_cls)
         if kind not in (int, float, str, bool):
             continue
         flag = "--" + field.name.replace("_", "-")
@@ -71,11 +75,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                                 help=help_)
 
 
-def config_from_args(args: argparse.Namespace) -> SearchConfig:
-    """SearchConfig from the flags that were given; the rest keep their defaults."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig)
-             if getattr(args, f.name, None) is not None}
-    return SearchConfig(**given)
+def config_from_args(args: argparse.Namespace, config_cls: type = SearchConfig) -> Any:
+    """A config (SearchConfig or TrainConfig) from the flags that were given; the rest keep their defaults."""
+    return config_cls(**given_flags(args, config_cls))
+
+
+def given_flags(args: argparse.Namespace, config_cls: type) -> dict[str, Any]:
+    """The config fields that were set on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
+            if getattr(args, f.name, None) is not None}
 
 
 def default_run_dir(cfg: SearchConfig) -> Path:
@@ -174,6 +182,126 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class TrainProgress(ProgressBar):
+    """A tqdm bar per epoch with training loss and accuracy, one summary line per epoch, a header per seed."""
+
+    def __init__(self, enabled: bool = True, total: int = 1) -> None:
+        super().__init__(enabled)
+        self.total = total
+
+    def on_step(self, step: int, metrics: dict) -> None:
+        self.bar.update(1)
+        if step % STEP_REFRESH == 0 and self.enabled:
+            self.bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", acc=f"{100 * float(metrics['acc']):.1f}")
+
+    def on_epoch_end(self, record: dict) -> None:
+        self.bar.close()
+        print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  acc {record['train_acc']:5.2f}  "
+              f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:5.2f}  "
+              f"drop-path {record['drop_path_prob']:.3f}  lr {record['lr']:.5f}  {record['seconds']:6.1f}s",
+              flush=True)
+
+    def on_seed_start(self, index: int, seed: int, reused: bool) -> None:
+        state = "finished earlier, reused" if reused else "training"
+        print(f"[{index + 1}/{self.total}] seed {seed}: {state}", flush=True)
+
+
+def _genotype_label(spec: str) -> str:
+    """A short name for a genotype spec, for default output names: the published name or the file's stem."""
+    if spec in PUBLISHED:
+        return spec
+    path = Path(spec)
+    return path.stem if len(spec) < 200 and path.exists() else "custom"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import Trainer, load_train_config, resume_seeds, run_seeds
+
+    progress = TrainProgress(not args.no_progress)
+    if args.resume:
+        extra = [n for n in given_flags(args, TrainConfig) if n != "device"]
+        extra += [n for n in ("out", "seeds") if getattr(args, n)]
+        if extra:
+            flags = ", ".join("--" + n.replace("_", "-") for n in extra)
+            raise ConfigError(f"--resume continues a training with its saved config; drop {flags}")
+        if (args.resume / SEEDS_FILE).is_file() and not (args.resume / CONFIG_FILE).is_file():
+            print(f"resuming the seeds in {args.resume}")
+            device = resolve_device(args.device or "auto")
+            progress.total = len(json.loads((args.resume / SEEDS_FILE).read_text())["seeds"])
+            return _finish_seeds(lambda: resume_seeds(args.resume, device, [progress], progress.on_seed_start,
+                                                      args.cache_dir), args.resume)
+        run_dir = prepare_run_dir(args.resume, resume=True)
+        cfg = load_train_config(run_dir)
+        if args.device:
+            cfg = dataclasses.replace(cfg, device=args.device)
+        print(f"resuming {run_dir}")
+    else:
+        cfg = config_from_args(args, TrainConfig)
+        if args.seeds and args.seed is not None:
+            raise ConfigError("give --seed for one training or --seeds for several, not both")
+        label = _genotype_label(cfg.genotype or "")
+        cfg = cfg.resolved()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        if args.seeds:
+            out = args.out or Path("runs") / f"train-{label}-seeds-{stamp}"
+            device = resolve_device(cfg.device)
+            progress.total = len(args.seeds)
+            print(f"gaeanas train: {label} ({cfg.network} network, C={cfg.channels}, L={cfg.cells}), data "
+                  f"{cfg.data}, {cfg.epochs} epochs, seeds {args.seeds}, device {device}; results in {out}", flush=True)
+            return _finish_seeds(lambda: run_seeds(cfg, out, args.seeds, device, [progress], progress.on_seed_start,
+                                                   args.cache_dir), out)
+        run_dir = prepare_run_dir(args.out or Path("runs") / f"train-{label}-seed{cfg.seed}-{stamp}", resume=False)
+    device = resolve_device(cfg.device)
+    trainer = Trainer(cfg, run_dir, device, [progress], cache_dir=args.cache_dir)
+    print(f"gaeanas train: {_genotype_label(trainer.cfg.genotype)} ({trainer.cfg.network} network, "
+          f"C={trainer.cfg.channels}, L={trainer.cfg.cells}), data {trainer.cfg.data}, {trainer.cfg.epochs} epochs, "
+          f"device {device}; run directory {run_dir}", flush=True)
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after epoch {trainer.epoch}; continue with: gaeanas train --resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    print_train_result(result)
+    print(f"results in {run_dir}/result.json")
+    return 0
+
+
+def _finish_seeds(train, out: Path) -> int:
+    """Run a multi-seed training and print its summary (or how to continue it)."""
+    try:
+        summary = train()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: gaeanas train --resume {out}", file=sys.stderr)
+        return 130
+    print_train_result(summary)
+    for seed, error in zip(summary["seeds"], summary["test_errors"]):
+        print(f"  seed {seed}: test error {error:.2f}%")
+    print(f"test error over {len(summary['seeds'])} seeds: {summary['mean_test_error']:.2f} ± "
+          f"{summary['std_test_error']:.2f}% (mean ± population std)")
+    print(f"summary in {out}/summary.json")
+    return 0
+
+
+def print_train_result(result: dict) -> None:
+    print(f"genotype: {result['genotype']}")
+    print(f"parameters: {result['parameters_m']:.4g}M (auxiliary head excluded)")
+    print(f"multiply-adds: {result['multiply_adds_m']:.4g}M per image")
+    if "final_test_error" in result:
+        print(f"final test error: {result['final_test_error']:.2f}% (accuracy {result['final_test_acc']:.2f}%)")
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from .draw import draw_genotype
+    from .spaces.darts_genotypes import load_genotype
+
+    genotype = load_genotype(args.genotype)
+    prefix = args.out or Path(_genotype_label(args.genotype))
+    for path in draw_genotype(genotype, prefix):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gaeanas", description="Geometry-aware gradient-based NAS (GAEA).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -214,6 +342,27 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, help="a search run directory")
     report.add_argument("--out", type=Path, default=None, help="where to write the plots (default: RUN_DIR)")
     report.set_defaults(func=cmd_report)
+
+    train = sub.add_parser("train", help="train a DARTS-space cell from scratch (one seed or several)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--seeds", type=_csv(int), default=None,
+                       help="comma-separated seeds: one training each into OUT/seed<N>/, then mean ± std")
+    train.add_argument("--out", type=Path, default=None,
+                       help="run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
+    train.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                       help="continue the training (or the set of seeds) in DIR from its checkpoints")
+    train.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
+    add_config_flags(train, TrainConfig)
+    train.set_defaults(func=cmd_train)
+
+    draw = sub.add_parser("draw", help="draw the normal and reduction cells of a DARTS-space genotype")
+    draw.add_argument("genotype", help="a published name (DARTS_V2, PC_DARTS), a genotype file, a run directory, "
+                                       "or the genotype text")
+    draw.add_argument("--out", type=Path, default=None,
+                      help="file prefix: writes PREFIX-normal.{png,svg} and PREFIX-reduce.{png,svg} "
+                           "(default: the genotype's name in the current folder)")
+    draw.set_defaults(func=cmd_draw)
     return parser
 
 

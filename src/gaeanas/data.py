@@ -30,7 +30,7 @@ from .errors import DataError
 __all__ = [
     "ImageDataset", "RemoteDataset", "REMOTE_DATASETS", "KNOWN_DATASETS", "IMAGE_EXTENSIONS",
     "default_cache_dir", "load_dataset", "seeded_subset", "split_in_two", "channel_stats",
-    "augment_batch", "normalize", "DeviceLoader",
+    "augment_batch", "cutout_batch", "normalize", "DeviceLoader",
 ]
 
 log = logging.getLogger(__name__)
@@ -634,6 +634,32 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, crop_pad: in
     return padded[bi, ci, rows.reshape(b, 1, h, 1), cols.reshape(b, 1, 1, w)]
 
 
+def cutout_batch(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017) as in DARTS: zero one size x size square per image, batched.
+
+    Each square's centre is uniform over the image's pixels and the square is clipped at the
+    borders, so it covers rows [cy - size // 2, cy - size // 2 + size) within the image (columns
+    likewise). Works on any dtype (DARTS applies it after normalisation, where 0 is the mean colour).
+    """
+    if x.dim() != 4:
+        raise DataError(f"cutout_batch needs (B, C, H, W), got {tuple(x.shape)}")
+    if size < 0:
+        raise DataError(f"cutout size must be >= 0, got {size}")
+    if size == 0:
+        return x
+    _check_generator(generator, x.device)
+    b, _, h, w = x.shape
+    dev = x.device
+    top = torch.randint(0, h, (b,), generator=generator, device=dev) - size // 2   # (B,) centre row - size // 2
+    left = torch.randint(0, w, (b,), generator=generator, device=dev) - size // 2  # (B,)
+    rows = torch.arange(h, device=dev)
+    cols = torch.arange(w, device=dev)
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)     # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)   # (B, W)
+    square = in_rows[:, :, None] & in_cols[:, None, :]                  # (B, H, W)
+    return x.masked_fill(square[:, None], 0)
+
+
 def _check_generator(generator: torch.Generator, device: torch.device) -> None:
     if not _same_device(generator.device, device):
         raise DataError(f"generator is on {generator.device} but the images are on {device}; "
@@ -654,10 +680,13 @@ class DeviceLoader:
     def __init__(self, ds: ImageDataset, batch_size: int, generator: torch.Generator, *,
                  augment: bool = True, crop_pad: int = 4, flip: bool = True, mean: torch.Tensor | None = None,
                  std: torch.Tensor | None = None, shuffle: bool = True, drop_last: bool = False,
-                 channels_last: bool = False) -> None:
-        """`augment` turns on random crops (padding `crop_pad`) and, if `flip`, random mirroring."""
+                 channels_last: bool = False, cutout: int = 0) -> None:
+        """`augment` turns on random crops (padding `crop_pad`) and, if `flip`, random mirroring;
+        `cutout` > 0 zeroes a cutout x cutout pixel square of each normalised image (0: off)."""
         if crop_pad < 0:
             raise DataError(f"crop_pad must be >= 0, got {crop_pad}")
+        if cutout < 0:
+            raise DataError(f"cutout must be >= 0, got {cutout}")
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         if len(ds) == 0:
@@ -674,7 +703,7 @@ class DeviceLoader:
             raise DataError(f"std must be finite and positive per channel, got {std_t.tolist()}")
         self.ds, self.batch_size, self.generator = ds, batch_size, generator
         self.augment, self.crop_pad, self.flip, self.shuffle = augment, crop_pad, flip, shuffle
-        self.drop_last, self.channels_last = drop_last, channels_last
+        self.drop_last, self.channels_last, self.cutout = drop_last, channels_last, cutout
         self.mean = torch.as_tensor(mean, dtype=torch.float32).to(ds.images.device)
         self.std = std_t.to(ds.images.device)
         self._scale, self._shift = _affine(self.mean, self.std, ds.images.device)
@@ -697,6 +726,8 @@ class DeviceLoader:
         if self.augment:
             x = augment_batch(x, self.generator, crop_pad=self.crop_pad, flip=self.flip)
         x = x.to(torch.float32).mul_(self._scale).sub_(self._shift)
+        if self.cutout:
+            x = cutout_batch(x, self.cutout, self.generator)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.ds.labels[idx]

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,22 +18,20 @@ from .methods import Method, get_method
 from .nasbench import NB201Table
 from .optim import create_arch_optimizer
 from .relax import Architecture, create_relaxation
+# The run-directory helpers live in rundir (shared with train); the names stay importable from here.
+from .rundir import (CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, RESULT_FILE, EpochCallback, NullCallback,  # noqa: F401
+                     append_log, atomic_write_bytes, config_from_dict, opt, prepare_run_dir, read_checkpoint,
+                     read_config, read_log, truncate_log, write_checkpoint, write_json)
 from .runtime import PRECISIONS, autocast, rng_states, set_rng_states
 from .spaces import SearchModel, candidate_ops, get_space
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("erm", "bilevel")
-CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = "config.json", "log.jsonl", "checkpoint.pt", "result.json"
 
 
 # Used when neither the method nor the space sets a default.
 RESOLVE_FALLBACKS: dict[str, Any] = {"warmup_epochs": 0}
-
-
-def opt(default: Any, help: str) -> Any:
-    """A config field with its help text (shown by the CLI, which builds its flags from these fields)."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -131,32 +128,10 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
         """Build from a dict (e.g. config.json), rejecting unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
-class SearchCallback(Protocol):
-    """Hooks the search loop calls; all optional to implement (see NullCallback)."""
-
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def on_step(self, step: int, metrics: dict[str, torch.Tensor]) -> None: ...
-    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
-
-
-class NullCallback:
-    """A callback that does nothing; subclass and override what you need."""
-
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def on_step(self, step: int, metrics: dict[str, torch.Tensor]) -> None:
-        pass
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        pass
+SearchCallback = EpochCallback  # the hooks the search loop calls
 
 
 def build_search_model(cfg: SearchConfig, num_classes: int, gumbel_generator: torch.Generator | None = None
@@ -200,26 +175,6 @@ def load_search_data(cfg: SearchConfig, cache_dir: str | os.PathLike | None = No
     if cfg.objective == "erm":
         return train, train
     return split_in_two(train, cfg.seed, 0.5)
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over `path`, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Atomically write pretty JSON."""
-    atomic_write_bytes(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
-
-
-def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-epoch records of a run's log.jsonl."""
-    path = Path(run_dir) / LOG_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class Search:
@@ -289,16 +244,15 @@ class Search:
         self.epoch = state["epoch"]
 
     def save_checkpoint(self) -> None:
-        atomic_write_bytes(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(self.state_dict(), tmp))
+        write_checkpoint(self.run_dir, self.state_dict())
 
     def _restore(self) -> None:
         """Continue from the checkpoint if there is one, dropping log lines written after it."""
-        path = self.run_dir / CHECKPOINT_FILE
-        if not path.exists():
+        state = read_checkpoint(self.run_dir, self.device)
+        if state is None:
             return
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
-        records = [r for r in read_log(self.run_dir) if r["epoch"] <= self.epoch]
-        (self.run_dir / LOG_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+        self.load_state_dict(state)
+        truncate_log(self.run_dir, self.epoch)
         log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -309,8 +263,7 @@ class Search:
         self._restore()
         while self.epoch < self.cfg.epochs:
             record = self._run_epoch()
-            with open(self.run_dir / LOG_FILE, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_log(self.run_dir, record)
             self.save_checkpoint()
             for cb in self.callbacks:
                 cb.on_epoch_end(record)
@@ -410,28 +363,9 @@ class Search:
         }
 
 
-def prepare_run_dir(run_dir: str | os.PathLike, resume: bool) -> Path:
-    """A new, empty run directory, or (resume) an existing one that holds a config."""
-    path = Path(run_dir)
-    if resume:
-        if not (path / CONFIG_FILE).is_file():
-            raise ConfigError(f"cannot resume {path}: no {CONFIG_FILE} there (is it a gaeanas run directory?)")
-        return path
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"run directory {path} already exists and is not empty; use --resume {path} "
-                          "to continue it, or choose another --out")
-    return path
-
-
 def load_config(run_dir: str | os.PathLike) -> SearchConfig:
     """The resolved config a run directory was started with."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        return SearchConfig.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise ConfigError(f"no {CONFIG_FILE} in {run_dir}") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    return read_config(run_dir, SearchConfig)
 
 
 def run_search(cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.device | str = "cpu",

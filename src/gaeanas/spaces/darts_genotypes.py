@@ -119,22 +119,35 @@ PUBLISHED: dict[str, Genotype] = {"DARTS_V2": DARTS_V2, "PC_DARTS": PC_DARTS}
 
 
 def load_genotype(spec: str | os.PathLike) -> Genotype:
-    """A genotype from a published name, a JSON/Python file, a run directory (result.json), or inline text."""
+    """A genotype from a published name, genotype text (JSON or printed), a file, or a run directory."""
     text = str(spec)
     if text in PUBLISHED:
         return PUBLISHED[text]
-    path = Path(text)
-    if path.is_dir():
-        result = path / "result.json"
-        if not result.is_file():
-            raise GenotypeError(f"{path} is a folder without result.json; is it a gaeanas search run?")
-        genotype = json.loads(result.read_text()).get("genotype")
-        if not isinstance(genotype, (dict, str)):
-            raise GenotypeError(f"{result} holds no DARTS-space genotype")
-        return Genotype.from_dict(genotype) if isinstance(genotype, dict) else Genotype.parse(genotype)
-    if path.is_file():
-        return Genotype.parse(path.read_text())
     if text.lstrip().startswith(("{", "Genotype(")):
         return Genotype.parse(text)
+    path = Path(text)
+    if path.is_dir():
+        return _genotype_of_run(path)
+    if path.is_file():
+        try:
+            return Genotype.parse(path.read_text())
+        except GenotypeError as err:
+            raise GenotypeError(f"{path}: {err}") from None
     raise GenotypeError(f"{text!r} is not a published genotype ({', '.join(PUBLISHED)}), a file, "
                         "a run directory, or genotype text")
+
+
+def _genotype_of_run(path: Path) -> Genotype:
+    """The final genotype in a search run directory's result.json."""
+    result = path / "result.json"
+    if not result.is_file():
+        raise GenotypeError(f"{path} is a folder without result.json; is it a gaeanas search run?")
+    genotype = json.loads(result.read_text()).get("genotype")
+    try:
+        if isinstance(genotype, dict):
+            return Genotype.from_dict(genotype)
+        if isinstance(genotype, str):
+            return Genotype.parse(genotype)
+    except GenotypeError as err:
+        raise GenotypeError(f"{result}: {err}") from None
+    raise GenotypeError(f"{result} holds no DARTS-space genotype")

@@ -1,0 +1,372 @@
+"""Training a discovered DARTS-space cell from scratch, one seed or several (GAEA appendix C.1.2, after DARTS)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DeviceLoader, ImageDataset, channel_stats, load_dataset, seeded_subset
+from .errors import ConfigError, DataError, GenotypeError
+from .report import mean_std
+from .rundir import (CONFIG_FILE, RESULT_FILE, EpochCallback, append_log, config_from_dict, opt, prepare_run_dir,
+                     read_checkpoint, read_config, read_log, truncate_log, write_checkpoint, write_json)
+from .runtime import PRECISIONS, autocast, rng_states, set_rng_states
+from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
+                                drop_path_schedule)
+from .spaces.darts_genotypes import PUBLISHED, Genotype, load_genotype
+
+log = logging.getLogger(__name__)
+
+NETWORKS: dict[str, type[nn.Module]] = {"cifar": NetworkCIFAR, "imagenet": NetworkImageNet}
+SUMMARY_FILE, SEEDS_FILE = "summary.json", "seeds.json"
+SUBSET_SEED = 0  # --subset / --test-subset pick the same images whatever the training seed
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a from-scratch training. Defaults follow the paper's CIFAR-10 setting (C.1.2)."""
+
+    # what to train
+    genotype: str | None = opt(None, "the cell: a published name (DARTS_V2, PC_DARTS), a genotype file (JSON or "
+                                     "Genotype(...)), a search or train run directory, or the genotype text")
+    network: str = opt("cifar", "cifar: 3x3 stem at full resolution; imagenet: the mobile setting's stride-2 stems")
+    channels: int = opt(36, "C, channels of the first cells, doubled at each reduction (ImageNet mobile: 48)")
+    cells: int = opt(20, "L, cells; reduction cells at L//3 and 2L//3 (ImageNet mobile: 14)")
+    auxiliary: bool = opt(True, "auxiliary classifier after cell 2L//3, used in training only")
+    auxiliary_weight: float = opt(0.4, "weight of the auxiliary head's cross-entropy in the training loss")
+    drop_path: float = opt(0.3, "drop-path probability at the end of training, linear from 0 "
+                                "(epoch e of E uses drop_path * e / E); 0 disables")
+    # data
+    data: str = opt("cifar10", "cifar10 (downloaded), digits (bundled), or a path: a folder with train/ and "
+                               "test/ image folders, or a CIFAR python release")
+    resize: int | None = opt(None, "pixels; resize every image to resize x resize")
+    subset: int | None = opt(None, "images; a fixed random subset of the training split (the same for every seed)")
+    test_subset: int | None = opt(None, "images; a fixed random subset of the test split")
+    crop_pad: int = opt(4, "pixels of zero padding for the random crop; 0 disables it")
+    flip: bool = opt(True, "random horizontal flips")
+    cutout: int = opt(16, "pixels; side of the square Cutout zeroes in each normalised training image; 0 disables")
+    # optimisation
+    epochs: int = opt(600, "passes over the training set")
+    batch_size: int = opt(128, "images per step")
+    lr: float = opt(0.025, "SGD learning rate at the first epoch (per batch-mean loss)")
+    lr_min: float = opt(0.0, "cosine schedule's floor, reached after the last epoch")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(3e-4, "L2 coefficient on every weight")
+    grad_clip: float = opt(5.0, "max L2 norm of the gradient; 0 disables")
+    # run
+    seed: int = opt(0, "seeds initialisation, data order, augmentation and drop-path")
+    device: str = opt("auto", "auto, cpu or cuda")
+    precision: str = opt("fp32", "fp32 or bf16 (autocast; parameters and optimizer stay fp32)")
+    channels_last: bool = opt(True, "channels_last memory format for images and weights")
+
+    def resolved(self) -> "TrainConfig":
+        """A validated copy whose genotype is a published name or the genotype's own text.
+
+        Resolving a file or run directory here keeps a run self-contained: resuming it does not
+        depend on that file staying as it was.
+        """
+        self.validate()
+        if self.genotype in PUBLISHED:
+            return dataclasses.replace(self)
+        return dataclasses.replace(self, genotype=str(load_genotype(self.genotype)))
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first out-of-range setting."""
+        if not self.genotype:
+            raise ConfigError("no genotype given: pass --genotype with a published name "
+                              f"({', '.join(PUBLISHED)}), a genotype file, or a search run directory")
+        if self.network not in NETWORKS:
+            raise ConfigError(f"unknown network {self.network!r}; known: {sorted(NETWORKS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; known: {PRECISIONS}")
+        for name in ("channels", "cells", "epochs", "batch_size", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("auxiliary_weight", "crop_pad", "cutout", "lr_min", "momentum", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ConfigError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if self.channels % 2:
+            raise ConfigError(f"channels must be even (factorized reductions halve them), got {self.channels}")
+        for name in ("subset", "test_subset"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 image, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict (e.g. config.json), rejecting unknown keys."""
+        return config_from_dict(cls, values)
+
+
+def build_network(cfg: TrainConfig, genotype: Genotype, num_classes: int) -> nn.Module:
+    """The evaluation network for a config (initialised from the global torch RNG)."""
+    return NETWORKS[cfg.network](genotype, cfg.channels, cfg.cells, num_classes, cfg.auxiliary)
+
+
+def training_loss(logits: torch.Tensor, aux_logits: torch.Tensor | None, y: torch.Tensor,
+                  aux_weight: float) -> torch.Tensor:
+    """Cross-entropy of the main head plus aux_weight times that of the auxiliary head (when present)."""
+    loss = F.cross_entropy(logits.float(), y)
+    if aux_logits is not None:
+        loss = loss + aux_weight * F.cross_entropy(aux_logits.float(), y)
+    return loss
+
+
+def load_train_data(cfg: TrainConfig, cache_dir: str | os.PathLike | None = None
+                    ) -> tuple[ImageDataset, ImageDataset]:
+    """(training split, test split), each cut to its subset; both must have the same classes."""
+    train = load_dataset(cfg.data, "train", resize=cfg.resize, cache_dir=cache_dir)
+    test = load_dataset(cfg.data, "test", resize=cfg.resize, cache_dir=cache_dir)
+    if train.classes != test.classes:
+        raise DataError(f"the train and test splits of {cfg.data!r} have different classes: "
+                        f"{train.classes[:5]}... vs {test.classes[:5]}...")
+    if cfg.subset is not None:
+        train = seeded_subset(train, cfg.subset, SUBSET_SEED)
+    if cfg.test_subset is not None:
+        test = seeded_subset(test, cfg.test_subset, SUBSET_SEED)
+    return train, test
+
+
+class Trainer:
+    """One from-scratch training in one run directory; `run()` starts it or continues it from its checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
+                 callbacks: Sequence[EpochCallback] = (), cache_dir: str | os.PathLike | None = None) -> None:
+        self.cfg = cfg.resolved()
+        self.genotype = load_genotype(self.cfg.genotype)
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.callbacks = list(callbacks)
+        self._setup(cache_dir)
+
+    # ---- construction -------------------------------------------------------------------------
+    def _setup(self, cache_dir: str | os.PathLike | None) -> None:
+        cfg, device = self.cfg, self.device
+        torch.manual_seed(cfg.seed)
+        train_set, test_set = load_train_data(cfg, cache_dir)
+        mean, std = channel_stats(train_set.images)
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000)
+        self.train_loader = DeviceLoader(
+            train_set.to(device), cfg.batch_size, self.generator, augment=cfg.crop_pad > 0 or cfg.flip,
+            crop_pad=cfg.crop_pad, flip=cfg.flip, mean=mean, std=std, channels_last=cfg.channels_last,
+            cutout=cfg.cutout)
+        self.test_loader = DeviceLoader(  # no randomness: in order, no augmentation
+            test_set.to(device), cfg.batch_size, torch.Generator(device=device), augment=False, shuffle=False,
+            mean=mean, std=std, channels_last=cfg.channels_last)
+        self.classes = train_set.classes
+        self.image_size = train_set.image_size
+        self.model = build_network(cfg, self.genotype, len(self.classes)).to(device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, cfg.epochs, eta_min=cfg.lr_min)
+        self.epoch = 0
+        log.info("train: %s network (C=%d, L=%d) on %s (%d train, %d test images, %d classes) on %s", cfg.network,
+                 cfg.channels, cfg.cells, cfg.data, len(train_set), len(test_set), len(self.classes), device)
+
+    # ---- checkpointing -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: weights, optimizer, schedule, RNG states, epoch."""
+        return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": {**rng_states(self.device), "data": self.generator.get_state()},
+                "config": dataclasses.asdict(self.cfg)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_states(state["rng"], self.device)
+        self.generator.set_state(state["rng"]["data"])
+        self.epoch = state["epoch"]
+
+    def _restore(self) -> None:
+        """Continue from the checkpoint if there is one, dropping log lines written after it."""
+        state = read_checkpoint(self.run_dir, self.device)
+        if state is None:
+            return
+        self.load_state_dict(state)
+        truncate_log(self.run_dir, self.epoch)
+        log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train for the remaining epochs, checkpointing each one; write and return result.json."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / CONFIG_FILE, dataclasses.asdict(self.cfg))
+        self._restore()
+        while self.epoch < self.cfg.epochs:
+            record = self._run_epoch()
+            append_log(self.run_dir, record)
+            write_checkpoint(self.run_dir, self.state_dict())
+            for cb in self.callbacks:
+                cb.on_epoch_end(record)
+        result = self._result()
+        write_json(self.run_dir / RESULT_FILE, result)
+        return result
+
+    def _run_epoch(self) -> dict[str, Any]:
+        cfg, epoch = self.cfg, self.epoch
+        self.model.drop_path_prob = drop_path_schedule(cfg.drop_path, epoch, cfg.epochs)
+        lr = self.optimizer.param_groups[0]["lr"]
+        for cb in self.callbacks:
+            cb.on_epoch_start(epoch, cfg.epochs, len(self.train_loader))
+        start = time.perf_counter()
+        self.model.train()
+        totals = torch.zeros(3, device=self.device)  # loss * n, correct, n
+        for step, (x, y) in enumerate(self.train_loader):
+            totals += self._train_step(x, y)
+            for cb in self.callbacks:
+                cb.on_step(step, {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2]})
+        self.scheduler.step()
+        test_loss, test_acc = self.evaluate()
+        self.epoch += 1
+        loss, correct, n = totals.tolist()
+        return {"epoch": self.epoch, "train_loss": loss / n, "train_acc": 100.0 * correct / n,
+                "test_loss": test_loss, "test_acc": test_acc, "drop_path_prob": self.model.drop_path_prob,
+                "lr": lr, "seconds": time.perf_counter() - start}
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One SGD update on (x, y); returns (main-head loss * n, correct, n)."""
+        with autocast(self.device, self.cfg.precision):
+            logits, aux_logits = self.model(x)
+        loss = training_loss(logits, aux_logits, y, self.cfg.auxiliary_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        main_loss = F.cross_entropy(logits.detach().float(), y)
+        correct = (logits.detach().argmax(dim=1) == y).sum()
+        return torch.stack([main_loss * len(y), correct.float(), main_loss.new_tensor(len(y))])
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy in %) on the test split, in eval mode (no drop-path, no auxiliary head)."""
+        self.model.eval()
+        totals = torch.zeros(3, device=self.device)
+        for x, y in self.test_loader:
+            with autocast(self.device, self.cfg.precision):
+                logits, _ = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            totals += torch.stack([loss, (logits.argmax(dim=1) == y).sum().float(), loss.new_tensor(len(y))])
+        self.model.train()
+        loss, correct, n = totals.tolist()
+        return loss / n, 100.0 * correct / n
+
+    def _result(self) -> dict[str, Any]:
+        records = read_log(self.run_dir)
+        final_acc = records[-1]["test_acc"]
+        return {
+            "genotype": str(self.genotype),
+            "network": self.cfg.network,
+            "parameters_m": count_parameters(self.model),
+            "multiply_adds_m": count_multiply_adds(self.model, (3, *self.image_size)),
+            "image_size": list(self.image_size),
+            "test_acc": [r["test_acc"] for r in records],
+            "final_test_acc": final_acc,
+            "final_test_error": 100.0 - final_acc,
+            "epochs": self.epoch,
+            "train_seconds": sum(r["seconds"] for r in records),
+            "classes": list(self.classes),
+        }
+
+
+def load_train_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The resolved config a training run directory was started with."""
+    return read_config(run_dir, TrainConfig)
+
+
+def run_training(cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device | str = "cpu",
+                 callbacks: Sequence[EpochCallback] = (), resume: bool = False,
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train (or with resume=True, continue) one network; returns the result dict also written to result.json."""
+    path = prepare_run_dir(run_dir, resume)
+    if resume:
+        cfg = load_train_config(path)
+    return Trainer(cfg, path, torch.device(device), callbacks, cache_dir).run()
+
+
+def _same_setup(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether two resolved configs differ at most in seed and device."""
+    ignore = {"seed", "device"}
+    da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+    return all(da[k] == db[k] for k in da if k not in ignore)
+
+
+def run_seeds(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Sequence[int],
+              device: torch.device | str = "cpu", callbacks: Sequence[EpochCallback] = (),
+              on_run_start: Callable[[int, int, bool], None] | None = None,
+              cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Train one network per seed into out_dir/seed<N>/ and summarise the final test error (stage 3).
+
+    Finished seeds are reused and started ones resumed, so rerunning continues an interrupted set.
+    on_run_start(index, seed, reused) is called before each seed. Writes and returns summary.json:
+    per-seed errors and their mean and population standard deviation.
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
+    out, base = Path(out_dir), cfg.resolved()
+    device = torch.device(device)
+    results = []
+    for index, seed in enumerate(seeds):
+        path, wanted = out / f"seed{seed}", dataclasses.replace(base, seed=seed)
+        started = (path / CONFIG_FILE).is_file()
+        if started and not _same_setup(load_train_config(path), wanted):
+            raise ConfigError(f"{path} holds a training with other settings; move it away or use another --out")
+        reused = (path / RESULT_FILE).is_file()
+        trainer = None
+        if not reused:  # building the trainer loads the data, so bad input fails before anything is written
+            run_cfg = load_train_config(path) if started else wanted
+            trainer = Trainer(run_cfg, prepare_run_dir(path, resume=started), device, callbacks, cache_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / SEEDS_FILE, {"seeds": list(seeds), "config": dataclasses.asdict(base)})
+        if on_run_start is not None:
+            on_run_start(index, seed, reused)
+        results.append(read_result(path) if trainer is None else trainer.run())
+    summary = summarise(results, seeds)
+    write_json(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def read_result(run_dir: Path) -> dict[str, Any]:
+    """A finished run's result.json."""
+    return json.loads((run_dir / RESULT_FILE).read_text())
+
+
+def summarise(results: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
+    """Mean and population std of the final test error over seeds, with the per-seed values."""
+    errors = [r["final_test_error"] for r in results]
+    mean, std = mean_std(errors)
+    first = results[0]
+    return {"genotype": first["genotype"], "network": first["network"], "parameters_m": first["parameters_m"],
+            "multiply_adds_m": first["multiply_adds_m"], "seeds": list(seeds), "test_errors": errors,
+            "mean_test_error": mean, "std_test_error": std, "runs": [f"seed{s}" for s in seeds]}
+
+
+def resume_seeds(out_dir: str | os.PathLike, device: torch.device | str = "cpu",
+                 callbacks: Sequence[EpochCallback] = (),
+                 on_run_start: Callable[[int, int, bool], None] | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Continue a multi-seed training from its seeds.json."""
+    path = Path(out_dir) / SEEDS_FILE
+    if not path.is_file():
+        raise ConfigError(f"cannot resume {out_dir}: no {SEEDS_FILE} there (is it a gaeanas train --seeds folder?)")
+    saved = json.loads(path.read_text())
+    return run_seeds(TrainConfig.from_dict(saved["config"]), out_dir, saved["seeds"], device, callbacks,
+                     on_run_start, cache_dir)
+
+
+__all__ = ["TrainConfig", "Trainer", "NETWORKS", "build_network", "training_loss",
+           "load_train_data", "run_training", "run_seeds", "resume_seeds", "summarise", "load_train_config"]
