@@ -7,7 +7,8 @@ import torch
 
 from gaeanas.errors import ConfigError
 from gaeanas.methods import METHODS
-from gaeanas.search import (CHECKPOINT_FILE, NullCallback, Search, SearchConfig, gumbel_temperature, read_log,
+from gaeanas.rundir import CHECKPOINT_FILE, NullCallback, read_log
+from gaeanas.search import (Search, SearchConfig, gumbel_temperature,
                             run_search)
 from gaeanas.spaces.nb201 import Genotype
 

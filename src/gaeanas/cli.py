@@ -18,7 +18,8 @@ from .errors import ConfigError, GaeanasError
 from .methods import METHODS
 from .rundir import CONFIG_FILE
 from .runtime import DEVICES, PRECISIONS, resolve_device
-from .search import OBJECTIVES, NullCallback, SearchConfig, load_config, prepare_run_dir, Search
+from .rundir import NullCallback, prepare_run_dir
+from .search import OBJECTIVES, Search, SearchConfig, load_config
 from .spaces import SPACES
 from .spaces.darts_genotypes import PUBLISHED
 from .train import NETWORKS, SEEDS_FILE, TrainConfig
@@ -111,14 +112,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     search = Search(cfg, run_dir, device, [ProgressBar(not args.no_progress)], cache_dir=args.cache_dir)
     print(f"gaeanas search: {search.cfg.method} ({search.cfg.objective}) on {search.cfg.space}, data "
           f"{search.cfg.data}, {search.cfg.epochs} epochs, device {device}; run directory {run_dir}", flush=True)
-    try:
-        result = search.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after epoch {search.epoch}; continue with: gaeanas search --resume {run_dir}",
-              file=sys.stderr)
+    result = run_interruptible(search, "search", run_dir)
+    if result is None:
         return 130
     print_result(result, run_dir)
     return 0
+
+
+def run_interruptible(runner, command: str, run_dir: Path) -> dict | None:
+    """runner.run(), or None after Ctrl-C with a note on how to continue."""
+    try:
+        return runner.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after epoch {runner.epoch}; continue with: gaeanas {command} --resume {run_dir}",
+              file=sys.stderr)
+        return None
 
 
 def print_result(result: dict, run_dir: Path) -> None:
@@ -256,11 +264,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"gaeanas train: {_genotype_label(trainer.cfg.genotype)} ({trainer.cfg.network} network, "
           f"C={trainer.cfg.channels}, L={trainer.cfg.cells}), data {trainer.cfg.data}, {trainer.cfg.epochs} epochs, "
           f"device {device}; run directory {run_dir}", flush=True)
-    try:
-        result = trainer.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted after epoch {trainer.epoch}; continue with: gaeanas train --resume {run_dir}",
-              file=sys.stderr)
+    result = run_interruptible(trainer, "train", run_dir)
+    if result is None:
         return 130
     print_train_result(result)
     print(f"results in {run_dir}/result.json")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .nasbench.nb201 import DATASETS
-from .search import CONFIG_FILE, RESULT_FILE, read_log
+from .rundir import CONFIG_FILE, RESULT_FILE, read_log
 
 DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
 

@@ -14,7 +14,8 @@ from .errors import ConfigError
 from .methods import METHODS
 from .nasbench import NB201Table
 from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, write_table_csv
-from .search import CONFIG_FILE, OBJECTIVES, RESULT_FILE, Search, SearchCallback, SearchConfig, load_config
+from .rundir import CONFIG_FILE, RESULT_FILE
+from .search import OBJECTIVES, Search, SearchCallback, SearchConfig, load_config
 
 # Overrides of SearchConfig for each scale.
 PRESETS: dict[str, dict[str, Any]] = {

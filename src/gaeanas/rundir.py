@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from dataclasses import field
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any, Callable, Protocol, TypeVar
 import torch
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = "config.json", "log.jsonl", "checkpoint.pt", "result.json"
 
@@ -98,6 +101,66 @@ def prepare_run_dir(run_dir: str | os.PathLike, resume: bool) -> Path:
         raise ConfigError(f"run directory {path} already exists and is not empty; use --resume {path} "
                           "to continue it, or choose another --out")
     return path
+
+
+class EpochRunner:
+    """An epoch loop that lives in a run directory: config.json, log.jsonl, checkpoint.pt, result.json.
+
+    Subclasses set cfg, run_dir, device, callbacks and epoch, and implement state_dict(), load_state_dict(),
+    _run_epoch() (one epoch; returns its log record) and _result().
+    """
+
+    cfg: Any
+    run_dir: Path
+    device: torch.device
+    callbacks: list
+    epoch: int
+
+    def run(self) -> dict[str, Any]:
+        """Run the remaining epochs, logging and checkpointing each one; write and return result.json."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / CONFIG_FILE, dataclasses.asdict(self.cfg))
+        self._restore()
+        while self.epoch < self.cfg.epochs:
+            record = self._run_epoch()
+            append_log(self.run_dir, record)
+            write_checkpoint(self.run_dir, self.state_dict())
+            for cb in self.callbacks:
+                cb.on_epoch_end(record)
+        result = self._result()
+        write_json(self.run_dir / RESULT_FILE, result)
+        return result
+
+    def _restore(self) -> None:
+        """Continue from the checkpoint if there is one, dropping log lines written after it."""
+        state = read_checkpoint(self.run_dir, self.device)
+        if state is None:
+            return
+        self.load_state_dict(state)
+        truncate_log(self.run_dir, self.epoch)
+        log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _run_epoch(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _result(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def run_or_resume(runner: Callable[..., Any], config_cls: type, cfg: Any, run_dir: str | os.PathLike,
+                  device: torch.device | str, callbacks: Any, resume: bool, cache_dir: Any) -> dict[str, Any]:
+    """Start `runner(cfg, path, device, callbacks, cache_dir).run()` in a new run directory, or continue one
+    from its own config.json (resume=True, cfg ignored). Returns the result dict."""
+    path = prepare_run_dir(run_dir, resume)
+    if resume:
+        cfg = read_config(path, config_cls)
+    return runner(cfg, path, torch.device(device), callbacks, cache_dir).run()
 
 
 class EpochCallback(Protocol):

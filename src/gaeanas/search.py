@@ -18,10 +18,8 @@ from .methods import Method, get_method
 from .nasbench import NB201Table
 from .optim import create_arch_optimizer
 from .relax import Architecture, create_relaxation
-# The run-directory helpers live in rundir (shared with train); the names stay importable from here.
-from .rundir import (CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, RESULT_FILE, EpochCallback, NullCallback,  # noqa: F401
-                     append_log, atomic_write_bytes, config_from_dict, opt, prepare_run_dir, read_checkpoint,
-                     read_config, read_log, truncate_log, write_checkpoint, write_json)
+from .rundir import (EpochCallback, EpochRunner, config_from_dict, opt, read_config, read_log,
+                     run_or_resume)
 from .runtime import PRECISIONS, autocast, rng_states, set_rng_states
 from .spaces import SearchModel, candidate_ops, get_space
 
@@ -177,7 +175,7 @@ def load_search_data(cfg: SearchConfig, cache_dir: str | os.PathLike | None = No
     return split_in_two(train, cfg.seed, 0.5)
 
 
-class Search:
+class Search(EpochRunner):
     """One search run in one run directory; `run()` starts it or continues it from its checkpoint."""
 
     def __init__(self, cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.device,
@@ -243,34 +241,7 @@ class Search:
             gen.set_state(state["rng"][name])
         self.epoch = state["epoch"]
 
-    def save_checkpoint(self) -> None:
-        write_checkpoint(self.run_dir, self.state_dict())
-
-    def _restore(self) -> None:
-        """Continue from the checkpoint if there is one, dropping log lines written after it."""
-        state = read_checkpoint(self.run_dir, self.device)
-        if state is None:
-            return
-        self.load_state_dict(state)
-        truncate_log(self.run_dir, self.epoch)
-        log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
-
-    # ---- the loop ------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Search for the remaining epochs, checkpointing each one; write and return result.json."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / CONFIG_FILE, dataclasses.asdict(self.cfg))
-        self._restore()
-        while self.epoch < self.cfg.epochs:
-            record = self._run_epoch()
-            append_log(self.run_dir, record)
-            self.save_checkpoint()
-            for cb in self.callbacks:
-                cb.on_epoch_end(record)
-        result = self._result()
-        write_json(self.run_dir / RESULT_FILE, result)
-        return result
-
+    # ---- the epoch ------------------------------------------------------------------------------
     def _run_epoch(self) -> dict[str, Any]:
         cfg, epoch = self.cfg, self.epoch
         if self.method.relaxation == "gumbel":
@@ -372,11 +343,8 @@ def run_search(cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.devi
                callbacks: Sequence[SearchCallback] = (), resume: bool = False,
                cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run (or with resume=True, continue) a search; returns the result dict also written to result.json."""
-    path = prepare_run_dir(run_dir, resume)
-    if resume:
-        cfg = load_config(path)
-    return Search(cfg, path, torch.device(device), callbacks, cache_dir).run()
+    return run_or_resume(Search, SearchConfig, cfg, run_dir, device, callbacks, resume, cache_dir)
 
 
-__all__ = ["SearchConfig", "Search", "SearchCallback", "NullCallback", "run_search", "read_log", "load_config",
+__all__ = ["SearchConfig", "Search", "SearchCallback", "run_search", "load_config",
            "build_search_model", "gumbel_temperature", "OBJECTIVES"]

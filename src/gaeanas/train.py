@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DeviceLoader, ImageDataset, channel_stats, load_dataset, seeded_subset
-from .errors import ConfigError, DataError, GenotypeError
+from .errors import ConfigError, DataError
 from .report import mean_std
-from .rundir import (CONFIG_FILE, RESULT_FILE, EpochCallback, append_log, config_from_dict, opt, prepare_run_dir,
-                     read_checkpoint, read_config, read_log, truncate_log, write_checkpoint, write_json)
+from .rundir import (CONFIG_FILE, RESULT_FILE, EpochCallback, EpochRunner, config_from_dict, opt, prepare_run_dir,
+                     read_config, read_log, run_or_resume, write_json)
 from .runtime import PRECISIONS, autocast, rng_states, set_rng_states
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                 drop_path_schedule)
@@ -137,7 +137,7 @@ def load_train_data(cfg: TrainConfig, cache_dir: str | os.PathLike | None = None
     return train, test
 
 
-class Trainer:
+class Trainer(EpochRunner):
     """One from-scratch training in one run directory; `run()` starts it or continues it from its checkpoint."""
 
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
@@ -190,31 +190,6 @@ class Trainer:
         set_rng_states(state["rng"], self.device)
         self.generator.set_state(state["rng"]["data"])
         self.epoch = state["epoch"]
-
-    def _restore(self) -> None:
-        """Continue from the checkpoint if there is one, dropping log lines written after it."""
-        state = read_checkpoint(self.run_dir, self.device)
-        if state is None:
-            return
-        self.load_state_dict(state)
-        truncate_log(self.run_dir, self.epoch)
-        log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
-
-    # ---- the loop ------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Train for the remaining epochs, checkpointing each one; write and return result.json."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / CONFIG_FILE, dataclasses.asdict(self.cfg))
-        self._restore()
-        while self.epoch < self.cfg.epochs:
-            record = self._run_epoch()
-            append_log(self.run_dir, record)
-            write_checkpoint(self.run_dir, self.state_dict())
-            for cb in self.callbacks:
-                cb.on_epoch_end(record)
-        result = self._result()
-        write_json(self.run_dir / RESULT_FILE, result)
-        return result
 
     def _run_epoch(self) -> dict[str, Any]:
         cfg, epoch = self.cfg, self.epoch
@@ -292,10 +267,7 @@ def run_training(cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.dev
                  callbacks: Sequence[EpochCallback] = (), resume: bool = False,
                  cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train (or with resume=True, continue) one network; returns the result dict also written to result.json."""
-    path = prepare_run_dir(run_dir, resume)
-    if resume:
-        cfg = load_train_config(path)
-    return Trainer(cfg, path, torch.device(device), callbacks, cache_dir).run()
+    return run_or_resume(Trainer, TrainConfig, cfg, run_dir, device, callbacks, resume, cache_dir)
 
 
 def _same_setup(a: TrainConfig, b: TrainConfig) -> bool:

@@ -1,7 +1,7 @@
 """How architecture weights mix candidate operations: soft mixture or Gumbel hard sampling, by name."""
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, Sequence
 
 import torch
 
@@ -50,6 +50,25 @@ class GumbelHard:
         return Mixing(weights, index.tolist())
 
 
+def mix_candidates(x: torch.Tensor, candidates: Sequence[torch.nn.Module], weights: torch.Tensor,
+                   index: int | None, is_zero: Sequence[bool]) -> torch.Tensor | None:
+    """One edge's output: sum_k w_k op_k(x), or with `index` only the sampled op.
+
+    Hard sampling adds the other weights' values (0 for a straight-through one-hot) so they keep their
+    gradient. `none` ops (is_zero) are skipped: they add 0 to the value and to every gradient. Returns None
+    when every op is skipped; the caller supplies the zero tensor of the right shape.
+    """
+    if index is not None:
+        chosen = weights[index] * candidates[index](x)
+        return chosen + (weights.sum() - weights[index])
+    out = None
+    for w, op, zero in zip(weights, candidates, is_zero):
+        if not zero:
+            term = w * op(x)
+            out = term if out is None else out + term
+    return out
+
+
 RELAXATIONS = {"mixture": Mixture, "gumbel": GumbelHard}
 
 
@@ -60,5 +79,5 @@ def create_relaxation(name: str, **kwargs: object) -> Relaxation:
     return RELAXATIONS[name](**kwargs)
 
 
-__all__ = ["Architecture", "PARAMETRISATIONS", "Mixing", "Relaxation", "Mixture", "GumbelHard",
+__all__ = ["Architecture", "PARAMETRISATIONS", "Mixing", "Relaxation", "Mixture", "GumbelHard", "mix_candidates",
            "RELAXATIONS", "create_relaxation"]

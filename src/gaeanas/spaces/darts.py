@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import ConfigError, GenotypeError
 from ..ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, Zero
-from ..relax import Mixing
+from ..relax import Mixing, mix_candidates
 from ..relax.partial import PartialChannels
 from .darts_genotypes import OPS, STEPS, Genotype
 
@@ -77,16 +77,8 @@ class MixedOp(nn.Module):
         return op
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None) -> torch.Tensor:
-        """Soft mixture sum_k w_k op_k(x), or only op `index` (hard sampling, other weights add 0 with gradient)."""
-        if index is not None:
-            chosen = weights[index] * self.candidates[index](x)
-            return chosen + (weights.sum() - weights[index])  # value 0 for a one-hot; keeps their gradients
-        out = None
-        for w, op, zero in zip(weights, self.candidates, self.is_zero):
-            if zero:  # contributes exactly 0 to the value and 0 to every gradient
-                continue
-            term = w * op(x)
-            out = term if out is None else out + term
+        """Soft mixture sum_k w_k op_k(x), or only op `index` (hard sampling)."""
+        out = mix_candidates(x, self.candidates, weights, index, self.is_zero)
         return out if out is not None else self.zero(x)
 
 
