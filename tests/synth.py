@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gaeanas.rundir import NullCallback
 from gaeanas.spaces.nb201 import OPS, Genotype
 
 COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 230), (200, 200, 40)]
@@ -40,3 +41,17 @@ def nb201_methods() -> list[str]:
     from gaeanas.methods import METHODS
 
     return sorted(m for m, spec in METHODS.items() if spec.partial_channels == 1 and not spec.edge_norm)
+
+
+class StopAt(NullCallback):
+    """Simulates a kill: raises in the middle of epoch `epoch` (0-based), after some steps."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step, self.current = epoch, step, -1
+
+    def on_epoch_start(self, epoch, epochs, steps):
+        self.current = epoch
+
+    def on_step(self, step, metrics):
+        if self.current == self.epoch and step == self.step:
+            raise KeyboardInterrupt

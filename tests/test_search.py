@@ -7,12 +7,12 @@ import torch
 
 from gaeanas.errors import ConfigError
 from gaeanas.methods import METHODS
-from gaeanas.rundir import CHECKPOINT_FILE, NullCallback, read_log
+from gaeanas.rundir import CHECKPOINT_FILE, read_log
 from gaeanas.search import (Search, SearchConfig, gumbel_temperature,
                             run_search)
 from gaeanas.spaces.nb201 import Genotype
 
-from synth import make_image_folder, nb201_methods, write_full_nb201_table
+from synth import StopAt, make_image_folder, nb201_methods, write_full_nb201_table
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +79,6 @@ def test_oracle_accuracies_are_logged(tmp_path, tiny_data):
     conv = Genotype.parse(result["genotype"]).count("nor_conv_3x3")
     assert result["oracle"] == {"cifar10": 80 + 2 * conv, "cifar100": 50 + 3 * conv, "ImageNet16-120": 20 + 4 * conv}
     assert read_log(tmp_path / "run")[0]["oracle"] == result["oracle"]
-
-
-class StopAt(NullCallback):
-    """Simulates a kill: raises in the middle of epoch `epoch` (0-based), after some steps."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.epoch, self.step, self.current = epoch, step, -1
-
-    def on_epoch_start(self, epoch, epochs, steps):
-        self.current = epoch
-
-    def on_step(self, step, metrics):
-        if self.current == self.epoch and step == self.step:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("method", ["gaea-darts", "gdas"])

@@ -11,13 +11,13 @@ from gaeanas.cli import main
 from gaeanas.data import DeviceLoader, ImageDataset, cutout_batch
 from gaeanas.errors import ConfigError, GenotypeError
 from gaeanas.ops import FactorizedReduce
-from gaeanas.rundir import NullCallback, read_log
+from gaeanas.rundir import read_log
 from gaeanas.spaces.darts_eval import (EvalCell, NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                        drop_path, drop_path_schedule)
 from gaeanas.spaces.darts_genotypes import DARTS_V2, PUBLISHED, Genotype
 from gaeanas.train import TrainConfig, Trainer, resume_seeds, run_seeds, run_training, training_loss
 
-from synth import make_image_folder
+from synth import StopAt, make_image_folder
 
 # Published parameter counts (millions, auxiliary head excluded): CIFAR-10 at C=36, L=20 (DARTS, PC-DARTS
 # papers), and the mobile ImageNet setting at C=48, L=14 with the CIFAR-searched cell.
@@ -236,20 +236,6 @@ def test_a_genotype_file_is_resolved_into_the_config(tmp_path, tiny_data):
                       torch.device("cpu"))
     assert Genotype.parse(trainer.cfg.genotype) == PUBLISHED["PC_DARTS"]
     assert isinstance(trainer.model, NetworkImageNet)
-
-
-class StopAt(NullCallback):
-    """Simulates a kill: raises in the middle of epoch `epoch` (0-based), after some steps."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.epoch, self.step, self.current = epoch, step, -1
-
-    def on_epoch_start(self, epoch, epochs, steps):
-        self.current = epoch
-
-    def on_step(self, step, metrics):
-        if self.current == self.epoch and step == self.step:
-            raise KeyboardInterrupt
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_data):

@@ -93,6 +93,16 @@ def default_run_dir(cfg: SearchConfig) -> Path:
     return Path("runs") / f"{cfg.space}-{cfg.method}-{cfg.objective}-seed{cfg.seed}-{stamp}"
 
 
+def resumed(args: argparse.Namespace, load_config_of) -> tuple[Path, Any]:
+    """The run directory named by --resume and its saved config (with --device applied when given)."""
+    run_dir = prepare_run_dir(args.resume, resume=True)
+    cfg = load_config_of(run_dir)
+    if args.device:
+        cfg = dataclasses.replace(cfg, device=args.device)
+    print(f"resuming {run_dir}")
+    return run_dir, cfg
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     if args.resume:
         extra = [f.name for f in dataclasses.fields(SearchConfig)
@@ -100,11 +110,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if extra or args.out:
             flags = ", ".join("--" + n.replace("_", "-") for n in extra + (["out"] if args.out else []))
             raise ConfigError(f"--resume continues a run with its saved config.json; drop {flags}")
-        run_dir = prepare_run_dir(args.resume, resume=True)
-        cfg = load_config(run_dir)
-        if args.device:
-            cfg = dataclasses.replace(cfg, device=args.device)
-        print(f"resuming {run_dir}")
+        run_dir, cfg = resumed(args, load_config)
     else:
         cfg = config_from_args(args)
         run_dir = prepare_run_dir(args.out or default_run_dir(cfg), resume=False)
@@ -238,11 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress.total = len(json.loads((args.resume / SEEDS_FILE).read_text())["seeds"])
             return _finish_seeds(lambda: resume_seeds(args.resume, device, [progress], progress.on_seed_start,
                                                       args.cache_dir), args.resume)
-        run_dir = prepare_run_dir(args.resume, resume=True)
-        cfg = load_train_config(run_dir)
-        if args.device:
-            cfg = dataclasses.replace(cfg, device=args.device)
-        print(f"resuming {run_dir}")
+        run_dir, cfg = resumed(args, load_train_config)
     else:
         cfg = config_from_args(args, TrainConfig)
         if args.seeds and args.seed is not None:
