@@ -118,3 +118,13 @@ def test_gumbel_temperature_is_linear_from_max_to_min():
 def test_config_errors(field, value, match):
     with pytest.raises(ConfigError, match=match):
         SearchConfig(**{field: value}).resolved()
+
+
+def test_resume_without_a_checkpoint_starts_over_cleanly(tmp_path, tiny_data):
+    cfg = tiny_config(tiny_data, epochs=2)
+    straight = run_search(cfg, tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    (tmp_path / "run" / "result.json").unlink()
+    again = run_search(cfg, tmp_path / "run", resume=True)
+    assert [r["epoch"] for r in read_log(tmp_path / "run")] == [1, 2]
+    assert again["genotype"] == straight["genotype"]

@@ -134,7 +134,8 @@ class EpochRunner:
     def _restore(self) -> None:
         """Continue from the checkpoint if there is one, dropping log lines written after it."""
         state = read_checkpoint(self.run_dir, self.device)
-        if state is None:
+        if state is None:  # nothing to continue from: any logged epochs are stale
+            truncate_log(self.run_dir, 0)
             return
         self.load_state_dict(state)
         truncate_log(self.run_dir, self.epoch)
