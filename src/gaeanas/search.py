@@ -258,9 +258,11 @@ class Search(EpochRunner):
             if learn_arch:
                 totals[3:] += self._arch_step(*next(arch_batches))
             totals[:3] += self._weight_step(x, y)
-            for cb in self.callbacks:
-                cb.on_step(step, {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2],
-                                  "entropy": self.model.arch.entropy()})
+            if self.callbacks:  # metrics once per step, and only when someone listens
+                metrics = {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2],
+                           "entropy": self.model.arch.entropy()}
+                for cb in self.callbacks:
+                    cb.on_step(step, metrics)
         self.scheduler.step()
         self.epoch += 1
         return self._epoch_record(totals.tolist(), lr, time.perf_counter() - start)
