@@ -5,6 +5,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from gaeanas.rundir import NullCallback
@@ -55,3 +56,29 @@ class StopAt(NullCallback):
     def on_step(self, step, metrics):
         if self.current == self.epoch and step == self.step:
             raise KeyboardInterrupt
+
+
+def assert_fast_path_matches(plain: "torch.nn.Module", fast: "torch.nn.Module", x: "torch.Tensor",
+                             arch: dict, mixing=None, atol: float = 1e-4, buffers: bool = True) -> None:
+    """`fast` (a faster path of the same network, same parameters) gives the outputs, gradients (of the
+    parameters and of the architecture tensors `arch`) and, if `buffers`, the BN statistics of `plain`.
+    mixing: probabilities -> Mixing (default: the plain soft mixture)."""
+    from gaeanas.relax import Mixing
+
+    mixing = mixing or Mixing
+    plain.zero_grad(set_to_none=True)
+    fast.zero_grad(set_to_none=True)
+    leaves = [{k: v.clone().requires_grad_(True) for k, v in arch.items()} for _ in range(2)]
+    outs = [model(x, {k: mixing(v) for k, v in w.items()}) for model, w in zip((plain, fast), leaves)]
+    torch.testing.assert_close(outs[1], outs[0], atol=atol / 10, rtol=atol)
+    for out in outs:
+        out.square().sum().backward()
+    for name in arch:
+        torch.testing.assert_close(leaves[1][name].grad, leaves[0][name].grad, atol=atol, rtol=atol)
+    for p, q in zip(plain.parameters(), fast.parameters()):
+        if p.grad is None or q.grad is None:  # a skipped op's parameters get no gradient on either path
+            assert p.grad is None and q.grad is None or (p.grad if q.grad is None else q.grad).abs().max() == 0
+            continue
+        torch.testing.assert_close(q.grad, p.grad, atol=atol, rtol=atol)
+    for p, q in zip(plain.buffers(), fast.buffers()) if buffers else ():
+        torch.testing.assert_close(q, p, atol=atol / 100, rtol=atol / 10)

@@ -302,3 +302,90 @@ def test_one_epoch_search_on_the_darts_space(tmp_path, tiny_data, method):
     if METHODS[method].parametrisation == "simplex":
         assert not torch.allclose(torch.tensor(weights["normal"]), torch.full((14, 8), 1 / 8)), "architecture learned"
     assert result["epochs"] == 1
+
+
+# ---- the fused fast path ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["darts", "pcdarts"])
+@pytest.mark.parametrize("train_mode", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_cells_match_the_per_edge_path(method, train_mode, channels_last):
+    """Edges leaving a state computed together (grouped convs, stacked BN, one shuffle per node) give the
+    per-edge path's outputs, gradients of weights and of every architecture tensor, and BN statistics."""
+    import copy
+
+    from synth import assert_fast_path_matches
+
+    torch.manual_seed(0)
+    meth = METHODS[method]
+    plain = Supernet(channels=8, cells=3, num_classes=3, partial=meth.partial_channels, edge_norm=meth.edge_norm,
+                     fused=False)
+    fused = copy.deepcopy(plain)
+    for cell in fused.cells:
+        cell.fused = True
+    x = torch.randn(4, 3, 8, 8)
+    if channels_last:
+        plain, fused = (m.to(memory_format=torch.channels_last) for m in (plain, fused))
+        x = x.contiguous(memory_format=torch.channels_last)
+    plain.train(train_mode)
+    fused.train(train_mode)
+    arch = {name: torch.softmax(torch.randn(shape), dim=-1) for name, shape in arch_shapes(OPS, meth).items()}
+    assert_fast_path_matches(plain, fused, x, arch)
+
+
+@pytest.mark.parametrize("method", ["gaea-darts", "gaea-pcdarts"])
+def test_sparse_skipping_on_the_fused_path_matches_the_per_edge_path(method):
+    """With weights below the threshold skipped, the fused cells give the per-edge path's outputs and gradients,
+    and both equal the dense mixture with those weights set to 0."""
+    import copy
+
+    from gaeanas.relax import sparse_mixing
+    from synth import assert_fast_path_matches
+
+    torch.manual_seed(0)
+    meth = METHODS[method]
+    plain = Supernet(channels=8, cells=3, num_classes=3, partial=meth.partial_channels, edge_norm=meth.edge_norm,
+                     fused=False)
+    fused = copy.deepcopy(plain)
+    for cell in fused.cells:
+        cell.fused = True
+    arch = {name: torch.softmax(3 * torch.randn(shape), dim=-1) for name, shape in arch_shapes(OPS, meth).items()}
+    arch["normal"][3:, 1:] = 0.0  # every op but `none` off on these edges: a fully skipped edge
+    x = torch.randn(4, 3, 8, 8)
+
+    def sparse(v):
+        return sparse_mixing(v, 0.1) if v.dim() == 2 else Mixing(v)
+
+    dense = {k: Mixing(sparse(v).weights) for k, v in arch.items()}
+    torch.testing.assert_close(plain(x, {k: sparse(v) for k, v in arch.items()}), plain(x, dense), atol=1e-6, rtol=1e-5)
+    assert_fast_path_matches(plain, fused, x, arch, mixing=sparse, buffers=False)
+
+
+def test_sparse_skip_needs_a_soft_mixture_and_a_threshold_below_1():
+    with pytest.raises(ConfigError, match="soft-mixture"):
+        SearchConfig(space="darts", method="gdas", sparse_skip=0.01).resolved()
+    with pytest.raises(ConfigError, match="sparse_skip"):
+        SearchConfig(sparse_skip=1.5).resolved()
+
+
+def test_random_genotypes_are_valid_seeded_and_cover_the_space():
+    from gaeanas.errors import GenotypeError
+    from gaeanas.spaces.darts_genotypes import load_genotype, random_genotype
+
+    genotypes = [random_genotype(seed) for seed in range(200)]
+    assert load_genotype("random:7") == genotypes[7] == random_genotype(7)
+    assert len({g.to_json() for g in genotypes}) == 200
+    for g in genotypes[:20]:
+        g.validate()
+        assert_round_trips(g)
+    ops_seen, inputs_seen = set(), {node: set() for node in range(2, 6)}
+    for g in genotypes:
+        for cell in (g.normal, g.reduce):
+            for node, (a, b) in zip(range(2, 6), zip(cell[::2], cell[1::2])):
+                assert a[1] != b[1] and {a[1], b[1]} <= set(range(node))  # two distinct earlier inputs
+                inputs_seen[node] |= {a[1], b[1]}
+                ops_seen |= {a[0], b[0]}
+    assert ops_seen == set(OPS) - {"none"}
+    assert all(inputs_seen[node] == set(range(node)) for node in inputs_seen)
+    with pytest.raises(GenotypeError, match="random:SEED"):
+        load_genotype("random:x")

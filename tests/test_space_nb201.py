@@ -8,7 +8,7 @@ from gaeanas.search import SearchConfig, build_search_model
 from gaeanas.spaces import SPACES, candidate_ops, get_space
 from gaeanas.spaces.nb201 import EDGES, OPS, Genotype, Supernet, discretise
 
-from synth import nb201_methods
+from synth import assert_fast_path_matches, nb201_methods
 
 # Published strings: the best CIFAR-10 cell of NAS-Bench-201, DARTS' all-skip collapse, and a mixed cell.
 KNOWN = [
@@ -136,8 +136,6 @@ def test_fused_cell_matches_the_per_edge_path(exclude_none, train_mode):
     """The fast path (edges leaving a node computed together) gives the same outputs, gradients and BN stats."""
     import copy
 
-    from gaeanas.relax import Mixing
-
     torch.manual_seed(0)
     ops = candidate_ops(SPACES["nb201"], exclude_none)
     plain = Supernet(channels=4, cells=2, num_classes=3, ops=ops, fused=False)
@@ -148,14 +146,37 @@ def test_fused_cell_matches_the_per_edge_path(exclude_none, train_mode):
     plain.train(train_mode)
     fused.train(train_mode)
     weights = torch.softmax(torch.randn(6, len(ops)), dim=-1)
-    w_plain, w_fused = weights.clone().requires_grad_(True), weights.clone().requires_grad_(True)
-    x = torch.randn(5, 3, 8, 8)
-    out_plain, out_fused = plain(x, {"cell": Mixing(w_plain)}), fused(x, {"cell": Mixing(w_fused)})
-    torch.testing.assert_close(out_fused, out_plain, atol=1e-5, rtol=1e-4)
-    out_plain.square().sum().backward()
-    out_fused.square().sum().backward()
-    torch.testing.assert_close(w_fused.grad, w_plain.grad, atol=1e-4, rtol=1e-4)
-    for p, q in zip(plain.parameters(), fused.parameters()):
-        torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-4)
-    for p, q in zip(plain.buffers(), fused.buffers()):
-        torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-5)
+    assert_fast_path_matches(plain, fused, torch.randn(5, 3, 8, 8), {"cell": weights})
+
+
+def _twins(**kwargs):
+    """A per-edge supernet and an identical fused copy."""
+    import copy
+
+    plain = Supernet(fused=False, **kwargs)
+    fused = copy.deepcopy(plain)
+    for module in fused.modules():
+        if hasattr(module, "fused"):
+            module.fused = True
+    return plain, fused
+
+
+def test_sparse_skipping_equals_zeroing_the_small_weights():
+    """Ops below the threshold are not run, and the result is the dense mixture with those weights at 0:
+    on the per-edge path, on the fused path, and with no gradient for the skipped weights."""
+    from gaeanas.relax import Mixing, sparse_mixing
+
+    torch.manual_seed(0)
+    plain, fused = _twins(channels=4, cells=1, num_classes=3)
+    weights = torch.softmax(3 * torch.randn(6, len(OPS)), dim=-1)
+    keep = weights >= 0.1
+    assert 0 < int(keep.sum()) < keep.numel()  # some ops are really skipped
+    x = torch.randn(4, 3, 8, 8)
+    # per-edge sparse vs per-edge dense with zeroed weights; then fused sparse vs per-edge sparse
+    sparse = (lambda v: sparse_mixing(v, 0.1))
+    leaf = weights.clone().requires_grad_(True)
+    out_sparse = plain(x, {"cell": sparse(leaf)})
+    torch.testing.assert_close(out_sparse, plain(x, {"cell": Mixing(weights * keep)}), atol=1e-6, rtol=1e-5)
+    out_sparse.square().sum().backward()
+    assert torch.all(leaf.grad[~keep] == 0) and torch.any(leaf.grad[keep] != 0)
+    assert_fast_path_matches(plain, fused, x, {"cell": weights}, mixing=sparse, buffers=False)

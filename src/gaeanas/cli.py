@@ -224,6 +224,8 @@ def _genotype_label(spec: str) -> str:
     """A short name for a genotype spec, for default output names: the published name or the file's stem."""
     if spec in PUBLISHED:
         return spec
+    if spec.startswith("random:"):
+        return spec.replace(":", "")
     path = Path(spec)
     return path.stem if len(spec) < 200 and path.exists() else "custom"
 
@@ -364,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     draw = sub.add_parser("draw", help="draw the normal and reduction cells of a DARTS-space genotype")
-    draw.add_argument("genotype", help="a published name (DARTS_V2, PC_DARTS), a genotype file, a run directory, "
+    draw.add_argument("genotype", help="a published name (DARTS_V2, PC_DARTS), random:SEED, a genotype file, a run directory, "
                                        "or the genotype text")
     draw.add_argument("--out", type=Path, default=None,
                       help="file prefix: writes PREFIX-normal.{png,svg} and PREFIX-reduce.{png,svg} "

@@ -44,6 +44,26 @@ class AvgPool(nn.Module):
         return self.pool(x if self.pre is None else self.pre(x))
 
 
+def batch_norm_together(y: torch.Tensor, bns: list[nn.BatchNorm2d]) -> torch.Tensor:
+    """BatchNorm of E stacked blocks of channels, y: (B, E*C, H, W), each block with its own BN, in one call.
+
+    BN is per channel, so this is exactly the E separate calls; running statistics are written back.
+    """
+    bn = bns[0]
+    track = bn.track_running_stats and bn.momentum is not None
+    training = bn.training or not track
+    stats = [torch.cat([b.running_mean for b in bns]), torch.cat([b.running_var for b in bns])] if track else [None, None]
+    affine = [torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns])] if bn.affine else [None, None]
+    y = F.batch_norm(y, stats[0], stats[1], affine[0], affine[1], training, bn.momentum or 0.0, bn.eps)
+    if track and bn.training:
+        with torch.no_grad():
+            for b, mean, var in zip(bns, stats[0].chunk(len(bns)), stats[1].chunk(len(bns))):
+                b.running_mean.copy_(mean)
+                b.running_var.copy_(var)
+                b.num_batches_tracked.add_(1)
+    return y
+
+
 def _skip(c_in: int, c_out: int, stride: int, affine: bool) -> nn.Module:
     if stride != 1 or c_in != c_out:
         raise ValueError("skip_connect in the NAS-Bench-201 cell needs stride 1 and equal channels")
@@ -115,6 +135,22 @@ class DilConv(nn.Sequential):
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
+
+
+def dil_conv_together(x: torch.Tensor, blocks: list["DilConv"]) -> torch.Tensor:
+    """The conv-conv-BN part of E DilConv blocks at once. x: (B, E*C, H, W), block e's (ReLU'd) input in
+    channels e*C..(e+1)*C -> (B, E*C_out, H', W'): grouped depthwise conv, grouped 1x1 conv, stacked BN."""
+    dw, pw = blocks[0][1], blocks[0][2]
+    y = F.conv2d(x, torch.cat([b[1].weight for b in blocks]), None, dw.stride, dw.padding, dw.dilation,
+                 groups=x.shape[1])
+    y = F.conv2d(y, torch.cat([b[2].weight for b in blocks]), None, groups=len(blocks))
+    return batch_norm_together(y, [b[3] for b in blocks])
+
+
+def sep_conv_together(x: torch.Tensor, blocks: list["SepConv"]) -> torch.Tensor:
+    """E SepConv blocks at once on stacked, already ReLU'd inputs x: (B, E*C, H, W) -> (B, E*C, H', W')."""
+    y = dil_conv_together(x, [b[0] for b in blocks])
+    return dil_conv_together(torch.relu(y), [b[1] for b in blocks])
 
 
 class SepConv(nn.Sequential):

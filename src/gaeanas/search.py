@@ -68,6 +68,8 @@ class SearchConfig:
     eg_floor: float = opt(1e-5, "exponentiated gradient clamps weights to at least this")
     entropy_coef: float = opt(0.0, "exponentiated gradient's KL-to-uniform regulariser")
     arch_grad_clip: float = opt(0.0, "max L2 norm of the architecture gradient; 0 disables")
+    sparse_skip: float = opt(0.0, "skip ops whose mixing weight is below this (counted as 0) so the search speeds "
+                                  "up as the weights sparsify; soft-mixture methods only; 0 disables")
     tau_max: float = opt(10.0, "Gumbel temperature at the first epoch (gdas, gaea-gdas)")
     tau_min: float = opt(0.1, "Gumbel temperature at the last epoch")
     warmup_epochs: int | None = opt(None, "epochs of weight training before the architecture starts to learn; "
@@ -120,6 +122,10 @@ class SearchConfig:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         if self.subset is not None and self.subset < 2:
             raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
+        if not 0.0 <= self.sparse_skip < 1.0:
+            raise ConfigError(f"sparse_skip must be in [0, 1), got {self.sparse_skip}")
+        if self.sparse_skip and get_method(self.method).relaxation != "mixture":
+            raise ConfigError(f"sparse_skip applies to soft-mixture methods; {self.method!r} samples one op per edge")
         if self.benchmark is not None and self.space != "nb201":
             raise ConfigError("--benchmark is a NAS-Bench-201 table; it only applies to --space nb201")
 
@@ -139,7 +145,10 @@ def build_search_model(cfg: SearchConfig, num_classes: int, gumbel_generator: to
     ops = candidate_ops(space, cfg.exclude_none)
     net = space.build_supernet(cfg.channels, cfg.cells, num_classes, ops, method)
     arch = Architecture(space.arch_shapes(ops, method), method.parametrisation)
-    relax_kwargs = {"tau": cfg.tau_max, "generator": gumbel_generator} if method.relaxation == "gumbel" else {}
+    if method.relaxation == "gumbel":
+        relax_kwargs: dict[str, Any] = {"tau": cfg.tau_max, "generator": gumbel_generator}
+    else:
+        relax_kwargs = {"threshold": cfg.sparse_skip}
     return SearchModel(space, net, arch, create_relaxation(method.relaxation, **relax_kwargs), ops)
 
 
@@ -162,6 +171,51 @@ def default_crop_pad(image_size: tuple[int, int]) -> int:
 def gumbel_temperature(cfg: SearchConfig, epoch: int) -> float:
     """Linear from tau_max at the first epoch to tau_min at the last (GDAS)."""
     return cfg.tau_max - (cfg.tau_max - cfg.tau_min) * epoch / max(cfg.epochs - 1, 1)
+
+
+class SearchStep:
+    """The two updates of one search step on a built model: architecture (on its batch), then weights.
+
+    Owns the SGD weight optimizer and the method's architecture optimizer; the search loop and the speed
+    benchmark both drive it.
+    """
+
+    def __init__(self, cfg: SearchConfig, model: SearchModel, device: torch.device) -> None:
+        self.cfg, self.model, self.device = cfg, model, device
+        self.weight_params = model.weight_parameters()
+        self.arch_params = model.arch_parameters()
+        self.weight_opt = torch.optim.SGD(self.weight_params, lr=cfg.lr, momentum=cfg.momentum,
+                                          weight_decay=cfg.weight_decay)
+        self.arch_opt = build_arch_optimizer(cfg, get_method(cfg.method), self.arch_params)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean cross-entropy in fp32, number correct) under the config's precision."""
+        with autocast(self.device, self.cfg.precision):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        return loss, (logits.argmax(dim=1) == y).sum()
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One architecture update on (x, y); returns (loss*n, correct, n)."""
+        loss, correct = self.loss(x, y)
+        grads = torch.autograd.grad(loss, self.arch_params)
+        for p, g in zip(self.arch_params, grads):
+            p.grad = g
+        if self.cfg.arch_grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.arch_params, self.cfg.arch_grad_clip)
+        self.arch_opt.step()
+        self.arch_opt.zero_grad(set_to_none=True)
+        return torch.stack([loss.detach() * len(y), correct.float(), loss.new_tensor(len(y))])
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One SGD update of the network weights on (x, y); returns (loss*n, correct, n)."""
+        loss, correct = self.loss(x, y)
+        self.weight_opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.weight_params)
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.weight_params, self.cfg.grad_clip)
+        self.weight_opt.step()
+        return torch.stack([loss.detach() * len(y), correct.float(), loss.new_tensor(len(y))])
 
 
 def load_search_data(cfg: SearchConfig, cache_dir: str | os.PathLike | None = None
@@ -207,12 +261,9 @@ class Search(EpochRunner):
         self.model = build_search_model(cfg, len(self.classes), self.generators["gumbel"]).to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.weight_params = self.model.weight_parameters()
-        self.arch_params = self.model.arch_parameters()
-        self.weight_opt = torch.optim.SGD(self.weight_params, lr=cfg.lr, momentum=cfg.momentum,
-                                          weight_decay=cfg.weight_decay)
+        self.step = SearchStep(cfg, self.model, device)
+        self.weight_opt, self.arch_opt = self.step.weight_opt, self.step.arch_opt
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_opt, cfg.epochs, eta_min=cfg.lr_min)
-        self.arch_opt = build_arch_optimizer(cfg, self.method, self.arch_params)
         self.epoch = 0
         log.info("search: %s/%s/%s on %s (%d weight, %d arch images, %d classes) on %s", cfg.space, cfg.method,
                  cfg.objective, cfg.data, len(weight_set), len(arch_set), len(self.classes), device)
@@ -256,8 +307,8 @@ class Search(EpochRunner):
         arch_batches = self._arch_batches()
         for step, (x, y) in enumerate(self.weight_loader):
             if learn_arch:
-                totals[3:] += self._arch_step(*next(arch_batches))
-            totals[:3] += self._weight_step(x, y)
+                totals[3:] += self.step.arch_step(*next(arch_batches))
+            totals[:3] += self.step.weight_step(x, y)
             if self.callbacks:  # metrics once per step, and only when someone listens
                 metrics = {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2],
                            "entropy": self.model.arch.entropy()}
@@ -271,34 +322,6 @@ class Search(EpochRunner):
         """Architecture batches for one epoch: a fresh shuffle of the architecture set, cycled if short."""
         while True:
             yield from self.arch_loader
-
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(self.device, self.cfg.precision):
-            logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        return loss, (logits.argmax(dim=1) == y).sum()
-
-    def _arch_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One architecture update on (x, y); returns (loss*n, correct, n)."""
-        loss, correct = self._loss(x, y)
-        grads = torch.autograd.grad(loss, self.arch_params)
-        for p, g in zip(self.arch_params, grads):
-            p.grad = g
-        if self.cfg.arch_grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.arch_params, self.cfg.arch_grad_clip)
-        self.arch_opt.step()
-        self.arch_opt.zero_grad(set_to_none=True)
-        return torch.stack([loss.detach() * len(y), correct.float(), loss.new_tensor(len(y))])
-
-    def _weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One SGD update of the network weights on (x, y); returns (loss*n, correct, n)."""
-        loss, correct = self._loss(x, y)
-        self.weight_opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.weight_params)
-        if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.weight_params, self.cfg.grad_clip)
-        self.weight_opt.step()
-        return torch.stack([loss.detach() * len(y), correct.float(), loss.new_tensor(len(y))])
 
     def _epoch_record(self, totals: list[float], lr: float, seconds: float) -> dict[str, Any]:
         w_loss, w_correct, w_n, a_loss, a_correct, a_n = totals
@@ -348,5 +371,5 @@ def run_search(cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.devi
     return run_or_resume(Search, SearchConfig, cfg, run_dir, device, callbacks, resume, cache_dir)
 
 
-__all__ = ["SearchConfig", "Search", "SearchCallback", "run_search", "load_config",
+__all__ = ["SearchConfig", "Search", "SearchStep", "SearchCallback", "run_search", "load_config",
            "build_search_model", "gumbel_temperature", "OBJECTIVES"]

@@ -36,8 +36,9 @@ class TrainConfig:
     """Everything that defines a from-scratch training. Defaults follow the paper's CIFAR-10 setting (C.1.2)."""
 
     # what to train
-    genotype: str | None = opt(None, "the cell: a published name (DARTS_V2, PC_DARTS), a genotype file (JSON or "
-                                     "Genotype(...)), a search or train run directory, or the genotype text")
+    genotype: str | None = opt(None, "the cell: a published name (DARTS_V2, PC_DARTS), random:SEED (a uniformly "
+                                     "random cell), a genotype file (JSON or Genotype(...)), a search or train run "
+                                     "directory, or the genotype text")
     network: str = opt("cifar", "cifar: 3x3 stem at full resolution; imagenet: the mobile setting's stride-2 stems")
     channels: int = opt(36, "C, channels of the first cells, doubled at each reduction (ImageNet mobile: 48)")
     cells: int = opt(20, "L, cells; reduction cells at L//3 and 2L//3 (ImageNet mobile: 14)")

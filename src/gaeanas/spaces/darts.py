@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, GenotypeError
-from ..ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, Zero
+from ..ops import (DARTS_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero, batch_norm_together,
+                   dil_conv_together, sep_conv_together)
 from ..relax import Mixing, mix_candidates
-from ..relax.partial import PartialChannels
+from ..relax.partial import PartialChannels, channel_shuffle
 from .darts_genotypes import OPS, STEPS, Genotype
 
 MULTIPLIER = 4  # a cell outputs the concatenation of its 4 intermediate nodes
@@ -76,9 +77,10 @@ class MixedOp(nn.Module):
             op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=affine))
         return op
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None) -> torch.Tensor:
-        """Soft mixture sum_k w_k op_k(x), or only op `index` (hard sampling)."""
-        out = mix_candidates(x, self.candidates, weights, index, self.is_zero)
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None,
+                active: list[bool] | None = None) -> torch.Tensor:
+        """Soft mixture sum_k w_k op_k(x), or only op `index` (hard sampling); ops off in `active` skipped."""
+        out = mix_candidates(x, self.candidates, weights, index, self.is_zero, active)
         return out if out is not None else self.zero(x)
 
 
@@ -87,13 +89,16 @@ class SearchCell(nn.Module):
 
     c_pp, c_p: channels of the two inputs (outputs of the cells two back and one back); c: the cell's
     channels per node; output 4c channels. `partial`: PC-DARTS K (1 for none).
+    fused: for the soft mixture, run each op kind once over all the edges that leave the same state
+    (stacked along channels: grouped convolutions, one BN); the maths is that of the per-edge path.
     """
 
     def __init__(self, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, ops: Sequence[str],
-                 partial: int = 1, affine: bool = False) -> None:
+                 partial: int = 1, affine: bool = False, fused: bool = True) -> None:
         super().__init__()
         self.reduction = reduction
         self.kind = "reduce" if reduction else "normal"
+        self.ops, self.partial, self.fused = tuple(ops), partial, fused
         self.pre0 = FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
         self.pre1 = ReLUConvBN(c_p, c, 1, 1, 0, affine)
         self.edges = nn.ModuleList(self._edge(c, 2 if reduction and j < 2 else 1, ops, partial, affine)
@@ -109,18 +114,92 @@ class SearchCell(nn.Module):
                 betas: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """s0, s1: (B, c_pp, H, W), (B, c_p, H, W); betas: per node (n,) edge weights or None -> (B, 4c, H', W')."""
         states = [self.pre0(s0), self.pre1(s1)]  # 2 x (B, c, H, W)
+        if self.fused and mixing.index is None:
+            return self._forward_fused(states, mixing.weights, betas, mixing.active)
         for node in NODES:
             first = _FIRST_EDGE[node]
             total = None
             for j, h in enumerate(states):
                 e = first + j
                 index = None if mixing.index is None else mixing.index[e]
-                term = self.edges[e](h, mixing.weights[e], index)
+                active = None if mixing.active is None else mixing.active[e]
+                term = self.edges[e](h, mixing.weights[e], index, active)
                 if betas is not None:
                     term = betas[node - 2][j] * term
                 total = term if total is None else total + term
             states.append(total)
         return torch.cat(states[-MULTIPLIER:], dim=1)  # (B, 4c, H', W')
+
+    def _forward_fused(self, states: list[torch.Tensor], weights: torch.Tensor,
+                       betas: Sequence[torch.Tensor] | None, active: list | None = None) -> torch.Tensor:
+        """Soft mixture, source state by source state; node n is complete once sources 0..n-1 are done.
+
+        With partial channels, a node is shuffle(cat(sum_j beta_j mixed_j, sum_j beta_j bypass_j)): the
+        shuffle is a fixed permutation, so it is applied once per node instead of once per edge.
+        """
+        through: dict[int, torch.Tensor] = {}
+        bypass: dict[int, torch.Tensor] = {}
+        for j in range(len(NODES) + 1):  # sources: the two inputs and nodes 2..4 (node 5 only feeds the output)
+            targets = [node for node in NODES if node > j]
+            edge_ids = [_FIRST_EDGE[node] + j for node in targets]
+            scale = [None if betas is None else betas[node - 2][j] for node in targets]
+            x = states[j]
+            if self.partial > 1:
+                part = x.shape[1] // self.partial
+                kept = self.edges[edge_ids[0]].bypass(x[:, part:])  # (B, c - c/K, H', W'), the same on every edge
+                for node, s in zip(targets, scale):
+                    term = kept if s is None else s * kept
+                    bypass[node] = bypass[node] + term if node in bypass else term
+                x = x[:, :part]
+            edge_weights = weights[edge_ids]  # (E, k)
+            if betas is not None:
+                edge_weights = edge_weights * torch.stack(scale).unsqueeze(-1)
+            mixed = self._mixed_outgoing(x, edge_ids, edge_weights, active)
+            for node, out in zip(targets, mixed.chunk(len(targets), dim=1)):
+                through[node] = through[node] + out if node in through else out
+            if j + 1 in NODES:
+                states.append(self._node_output(through[j + 1], bypass.get(j + 1)))
+        return torch.cat(states[-MULTIPLIER:], dim=1)  # (B, 4c, H', W')
+
+    def _node_output(self, through: torch.Tensor, bypass: torch.Tensor | None) -> torch.Tensor:
+        if bypass is None:
+            return through
+        return channel_shuffle(torch.cat([through, bypass], dim=1), self.partial)
+
+    def _mixed_outgoing(self, x: torch.Tensor, edge_ids: list[int], edge_weights: torch.Tensor,
+                        active: list | None = None) -> torch.Tensor:
+        """sum_k w_ek op_ek(x) for the E edges leaving one state, stacked: x (B, c, H, W) -> (B, E*c, H', W').
+
+        active (sparse skipping): an op runs, on all E edges at once, unless it is off on every one of them;
+        where it runs but is off, its weight is 0.
+        """
+        n, c = len(edge_ids), x.shape[1]
+        mixed_ops = [_mixed_op(self.edges[e]) for e in edge_ids]
+        channel_weights = edge_weights.repeat_interleave(c, dim=0)  # (E*c, k): row e*c + i is edge e's weights
+        stacked_relu = None
+        out = None
+        for k, name in enumerate(self.ops):
+            if name == "none" or (active is not None and not any(active[e][k] for e in edge_ids)):
+                continue
+            blocks = [m.candidates[k] for m in mixed_ops]
+            if isinstance(blocks[0], (SepConv, DilConv)):
+                if stacked_relu is None:
+                    stacked_relu = torch.relu(x).repeat(1, n, 1, 1)  # (B, E*c, H, W)
+                together = sep_conv_together if isinstance(blocks[0], SepConv) else dil_conv_together
+                y = together(stacked_relu, blocks)
+            elif isinstance(blocks[0], nn.Sequential):  # pooling + BN: the pooling is the same on every edge
+                y = batch_norm_together(blocks[0][0](x).repeat(1, n, 1, 1), [b[1] for b in blocks])
+            elif isinstance(blocks[0], nn.Identity):
+                y = x.repeat(1, n, 1, 1)
+            else:  # skip_connect at stride 2: a factorized reduce per edge
+                y = torch.cat([b(x) for b in blocks], dim=1)
+            term = y * channel_weights[:, k].view(1, -1, 1, 1)
+            out = term if out is None else out + term
+        return out if out is not None else mixed_ops[0].zero(x).repeat(1, n, 1, 1)
+
+
+def _mixed_op(edge: nn.Module) -> MixedOp:
+    return edge.edge if isinstance(edge, PartialChannels) else edge
 
 
 class Supernet(nn.Module):
@@ -133,7 +212,8 @@ class Supernet(nn.Module):
     """
 
     def __init__(self, channels: int = 16, cells: int = 8, num_classes: int = 10, ops: Sequence[str] = OPS,
-                 partial: int = 1, edge_norm: bool = False, affine: bool = False, in_channels: int = 3) -> None:
+                 partial: int = 1, edge_norm: bool = False, affine: bool = False, in_channels: int = 3,
+                 fused: bool = True) -> None:
         super().__init__()
         _check_config(channels, cells, num_classes, partial)
         _check_ops(ops)
@@ -148,7 +228,7 @@ class Supernet(nn.Module):
             reduction = i in reductions
             if reduction:
                 c *= 2
-            self.cells.append(SearchCell(c_pp, c_p, c, reduction, reduction_prev, self.ops, partial, affine))
+            self.cells.append(SearchCell(c_pp, c_p, c, reduction, reduction_prev, self.ops, partial, affine, fused))
             reduction_prev = reduction
             c_pp, c_p = c_p, MULTIPLIER * c
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_p, num_classes))

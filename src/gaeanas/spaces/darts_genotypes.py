@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import random
 import re
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -118,11 +119,35 @@ PC_DARTS = _g(  # Xu et al., ICLR 2020: 3.6M
 PUBLISHED: dict[str, Genotype] = {"DARTS_V2": DARTS_V2, "PC_DARTS": PC_DARTS}
 
 
+RANDOM_PREFIX = "random:"
+
+
+def random_genotype(seed: int) -> Genotype:
+    """A uniformly random DARTS genotype: per node, 2 distinct inputs and for each a non-`none` op, uniformly."""
+    rng = random.Random(seed)
+    ops = [op for op in OPS if op != "none"]
+
+    def cell() -> tuple[tuple[str, int], ...]:
+        gene: list[tuple[str, int]] = []
+        for node in range(2, 2 + STEPS):
+            gene.extend((rng.choice(ops), j) for j in sorted(rng.sample(range(node), 2)))
+        return tuple(gene)
+
+    concat = tuple(range(2, 2 + STEPS))
+    return Genotype(cell(), concat, cell(), concat)
+
+
 def load_genotype(spec: str | os.PathLike) -> Genotype:
-    """A genotype from a published name, genotype text (JSON or printed), a file, or a run directory."""
+    """A genotype from a published name, `random:SEED`, genotype text (JSON or printed), a file, or a run
+    directory."""
     text = str(spec)
     if text in PUBLISHED:
         return PUBLISHED[text]
+    if text.startswith(RANDOM_PREFIX):
+        seed = text[len(RANDOM_PREFIX):]
+        if not seed.isdigit():
+            raise GenotypeError(f"{text!r}: want random:SEED with a non-negative integer seed")
+        return random_genotype(int(seed))
     if text.lstrip().startswith(("{", "Genotype(")):
         return Genotype.parse(text)
     path = Path(text)
@@ -133,7 +158,7 @@ def load_genotype(spec: str | os.PathLike) -> Genotype:
             return Genotype.parse(path.read_text())
         except GenotypeError as err:
             raise GenotypeError(f"{path}: {err}") from None
-    raise GenotypeError(f"{text!r} is not a published genotype ({', '.join(PUBLISHED)}), a file, "
+    raise GenotypeError(f"{text!r} is not a published genotype ({', '.join(PUBLISHED)}), random:SEED, a file, "
                         "a run directory, or genotype text")
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, GenotypeError
-from ..ops import NB201_OPS, ResNetBasicBlock
+from ..ops import NB201_OPS, ResNetBasicBlock, batch_norm_together
 from ..relax import Mixing, mix_candidates
 
 OPS: tuple[str, ...] = tuple(NB201_OPS)  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
@@ -81,9 +81,10 @@ class MixedOp(nn.Module):
         self.candidates = nn.ModuleList(NB201_OPS[name](channels, channels, 1, affine) for name in ops)
         self.is_zero = tuple(name == "none" for name in ops)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None) -> torch.Tensor:
-        """Soft mixture sum_k w_k op_k(x), or only op `index` (hard sampling)."""
-        out = mix_candidates(x, self.candidates, weights, index, self.is_zero)
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None,
+                active: list[bool] | None = None) -> torch.Tensor:
+        """Soft mixture sum_k w_k op_k(x), or only op `index` (hard sampling); ops off in `active` skipped."""
+        out = mix_candidates(x, self.candidates, weights, index, self.is_zero, active)
         return out if out is not None else torch.zeros_like(x)
 
 
@@ -102,7 +103,7 @@ class SearchCell(nn.Module):
 
     def forward(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
         if self.fused and mixing.index is None:
-            return self._forward_fused(x, mixing.weights)
+            return self._forward_fused(x, mixing.weights, mixing.active)
         return self._forward_per_edge(x, mixing)
 
     def _forward_per_edge(self, x: torch.Tensor, mixing: Mixing) -> torch.Tensor:
@@ -112,38 +113,49 @@ class SearchCell(nn.Module):
             for j in range(node):
                 e = _EDGE_INDEX[(node, j)]
                 index = None if mixing.index is None else mixing.index[e]
-                term = self.edges[e](nodes[j], mixing.weights[e], index)
+                active = None if mixing.active is None else mixing.active[e]
+                term = self.edges[e](nodes[j], mixing.weights[e], index, active)
                 total = term if total is None else total + term
             nodes.append(total)
         return nodes[-1]
 
-    def _forward_fused(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _forward_fused(self, x: torch.Tensor, weights: torch.Tensor, active: list | None = None) -> torch.Tensor:
         """Soft mixture, source node by source node; node j+1 is complete once sources 0..j are done."""
         nodes, partial = [x], [None] * NUM_NODES
         for j in range(NUM_NODES - 1):
             targets = range(j + 1, NUM_NODES)
             edge_ids = [_EDGE_INDEX[(i, j)] for i in targets]
-            for k, per_edge in self._outgoing(nodes[j], edge_ids).items():
+            for k, per_edge in self._outgoing(nodes[j], edge_ids, active).items():
                 for i, e, out in zip(targets, edge_ids, per_edge):
+                    if out is None:  # skipped (sparse): its weight is 0
+                        continue
                     term = weights[e, k] * out
                     partial[i] = term if partial[i] is None else partial[i] + term
             nodes.append(partial[j + 1] if partial[j + 1] is not None else torch.zeros_like(x))
         return nodes[-1]
 
-    def _outgoing(self, x: torch.Tensor, edge_ids: list[int]) -> dict[int, list[torch.Tensor]]:
-        """Every non-zero op's output on each edge leaving one node: {op column: [output per edge]}."""
-        outs: dict[int, list[torch.Tensor]] = {}
+    def _outgoing(self, x: torch.Tensor, edge_ids: list[int], active: list | None = None
+                  ) -> dict[int, list[torch.Tensor | None]]:
+        """Every non-zero op's output on each edge leaving one node: {op column: [output or None per edge]}.
+
+        active: per edge and op whether it runs (sparse skipping); an op off on an edge gives None there.
+        """
+        outs: dict[int, list[torch.Tensor | None]] = {}
         relu = None
         for k, name in enumerate(self.ops):
-            if name == "none":
+            runs = [active is None or active[e][k] for e in edge_ids]
+            if name == "none" or not any(runs):
                 continue
             if name == "skip_connect":
-                outs[k] = [x] * len(edge_ids)
+                outs[k] = [x if r else None for r in runs]
             elif name == "avg_pool_3x3":  # parameter-free when channels are kept: the same on every edge
-                outs[k] = [self.edges[edge_ids[0]].candidates[k](x)] * len(edge_ids)
+                pooled = self.edges[edge_ids[0]].candidates[k](x)
+                outs[k] = [pooled if r else None for r in runs]
             else:
                 relu = torch.relu(x) if relu is None else relu
-                outs[k] = conv_bn_together(relu, [self.edges[e].candidates[k] for e in edge_ids])
+                computed = iter(conv_bn_together(relu, [self.edges[e].candidates[k]
+                                                        for e, r in zip(edge_ids, runs) if r]))
+                outs[k] = [next(computed) if r else None for r in runs]
         return outs
 
 
@@ -153,20 +165,9 @@ def conv_bn_together(x: torch.Tensor, blocks: Sequence[nn.Module]) -> list[torch
     Stacks the convolution weights along output channels, runs one convolution and one BatchNorm over
     the stacked channels (BN is per channel, so this is exact), and writes the running statistics back.
     """
-    convs, bns = [b[1] for b in blocks], [b[2] for b in blocks]
-    conv, bn = convs[0], bns[0]
-    y = F.conv2d(x, torch.cat([c.weight for c in convs]), None, conv.stride, conv.padding)  # (B, E*C, H, W)
-    track = bn.track_running_stats and bn.momentum is not None
-    training = bn.training or not track
-    stats = [torch.cat([b.running_mean for b in bns]), torch.cat([b.running_var for b in bns])] if track else [None, None]
-    affine = [torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns])] if bn.affine else [None, None]
-    y = F.batch_norm(y, stats[0], stats[1], affine[0], affine[1], training, bn.momentum or 0.0, bn.eps)
-    if track and bn.training:
-        with torch.no_grad():
-            for b, mean, var in zip(bns, stats[0].chunk(len(bns)), stats[1].chunk(len(bns))):
-                b.running_mean.copy_(mean)
-                b.running_var.copy_(var)
-                b.num_batches_tracked.add_(1)
+    conv = blocks[0][1]
+    y = F.conv2d(x, torch.cat([b[1].weight for b in blocks]), None, conv.stride, conv.padding)  # (B, E*C, H, W)
+    y = batch_norm_together(y, [b[2] for b in blocks])
     return list(y.chunk(len(blocks), dim=1))
 
 
