@@ -27,6 +27,7 @@ def fake_run(path, run: GridRun, c10: list, entropy: list, genotype: str, second
     cfg = grid_config(run, scale, "data", "table.csv").resolved()
     (path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
     records = [{"epoch": i + 1, "entropy": h, "genotype": genotype, "seconds": seconds / len(c10),
+                "arch_weights": {"cell": [[0.2] * 5] * 6},
                 "oracle": {"cifar10": a, "cifar100": a - 20, "ImageNet16-120": a - 50}}
                for i, (a, h) in enumerate(zip(c10, entropy))]
     (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -136,6 +137,22 @@ def test_report_command_draws_a_single_run(fake_grid, capsys):
     assert (paths[0] / "oracle.png").exists()
     assert main(["report", str(paths[0].parent)]) == 2
     assert "not a gaeanas run directory" in capsys.readouterr().err
+
+
+def test_report_command_draws_several_runs_together(fake_grid, capsys):
+    out, paths = fake_grid
+    assert main(["report", *map(str, paths)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["report", *map(str, paths), "--out", str(out / "both")]) == 0
+    assert (out / "both" / "entropy.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_op_entropy_averages_the_rows_of_operation_weights_only():
+    from gaeanas.report import op_entropy
+
+    record = {"arch_weights": {"normal": [[0.5, 0.5], [1.0, 0.0]], "reduce": [[0.25] * 4],
+                               "normal_edges2": [0.9, 0.1]}}  # 1-D edge weights are not operation weights
+    assert op_entropy(record) == pytest.approx((np.log(2) + 0.0 + np.log(4)) / 3)
 
 
 def test_report_only_uses_the_finished_runs(fake_grid, capsys):

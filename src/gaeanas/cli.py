@@ -347,9 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run nothing: write the table and figures from the runs that have finished")
     repro.set_defaults(func=cmd_reproduce)
 
-    report = sub.add_parser("report", help="draw entropy.png and oracle.png for one search run")
-    report.add_argument("run_dir", type=Path, help="a search run directory")
-    report.add_argument("--out", type=Path, default=None, help="where to write the plots (default: RUN_DIR)")
+    report = sub.add_parser("report", help="draw entropy.png and oracle.png for search runs (one or several)")
+    report.add_argument("run_dir", type=Path, nargs="+", help="search run directories; several share the plots")
+    report.add_argument("--out", type=Path, default=None,
+                        help="where to write the plots (default: RUN_DIR; required with several runs)")
     report.set_defaults(func=cmd_report)
 
     train = sub.add_parser("train", help="train a DARTS-space cell from scratch (one seed or several)",

@@ -145,14 +145,22 @@ def _label(key: tuple[str, str]) -> str:
     return f"{key[0]} ({key[1]})"
 
 
+def op_entropy(record: dict[str, Any]) -> float:
+    """Mean entropy (nats) of the operation weights in a log record: every row of every 2-D tensor in
+    arch_weights (PC-DARTS' 1-D edge weights are left out, as in the paper's Figure 1)."""
+    rows = [row for rows in record["arch_weights"].values() if rows and isinstance(rows[0], list) for row in rows]
+    entropies = [-sum(p * math.log(p) for p in row if p > 0) for row in rows]
+    return float(np.mean(entropies))
+
+
 def plot_entropy(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLike) -> None:
-    """Mean architecture-weight entropy per epoch for each method (the paper's Figure 1)."""
+    """Mean operation-weight entropy per epoch for each method (the paper's Figure 1)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, group in groups.items():
-        _band(ax, _curves(group, lambda r: r["entropy"]), _label(key))
+        _band(ax, _curves(group, op_entropy), _label(key))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean entropy of architecture weights (nats)")
+    ax.set_ylabel("mean entropy of operation weights (nats)")
     ax.set_title("Architecture-weight entropy")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -198,20 +206,27 @@ def _pyplot():
     return plt
 
 
-def report_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Draw entropy.png (and oracle.png when the run has benchmark accuracies) for one search run."""
-    run_dir = Path(run_dir)
-    log = read_log(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file() or not log:
-        raise ConfigError(f"{run_dir} is not a gaeanas run directory with at least one logged epoch")
-    config = json.loads((run_dir / CONFIG_FILE).read_text())
-    run = Run(run_dir, config, log, {})
-    out = Path(out_dir) if out_dir else run_dir
+def report_run(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+               out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Draw entropy.png (and oracle.png when the runs have benchmark accuracies) for one search run, or for
+    several together (one curve per method and objective, a band over seeds). Runs may still be going."""
+    paths = [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [Path(p) for p in run_dirs]
+    if not paths:
+        raise ConfigError("no run directories given")
+    runs = []
+    for run_dir in paths:
+        log = read_log(run_dir)
+        if not (run_dir / CONFIG_FILE).is_file() or not log:
+            raise ConfigError(f"{run_dir} is not a gaeanas run directory with at least one logged epoch")
+        runs.append(Run(run_dir, json.loads((run_dir / CONFIG_FILE).read_text()), log, {}))
+    if out_dir is None and len(paths) > 1:
+        raise ConfigError("several runs: say where the plots go (out_dir / --out)")
+    out = Path(out_dir) if out_dir else paths[0]
     out.mkdir(parents=True, exist_ok=True)
-    groups = {run.group: [run]}
+    groups = group_runs(runs)
     written = [out / "entropy.png"]
     plot_entropy(groups, written[0])
-    if any(r.get("oracle") for r in log):
+    if any(r.get("oracle") for run in runs for r in run.log):
         written.append(out / "oracle.png")
         plot_oracle(groups, written[1])
     return written
