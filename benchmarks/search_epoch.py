@@ -44,17 +44,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=0, help="time only this many steps and extrapolate (0: a full epoch)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--sparse-skip", type=float, default=0.0)
+    p.add_argument("--channels", type=int, default=16, help="C (the paper: 16)")
+    p.add_argument("--cells", type=int, default=5, help="N (the paper: 5)")
+    p.add_argument("--batch", type=int, default=64, help="images per step (the paper: 64)")
+    p.add_argument("--images", type=int, default=TRAIN_IMAGES, help="training images per epoch (CIFAR-10: 50,000)")
     p.add_argument("--compile", action="store_true", help="torch.compile the supernet")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     cfg = SearchConfig(space="nb201", method=args.method, objective="erm", precision=args.precision,
-                       sparse_skip=args.sparse_skip).resolved()
+                       sparse_skip=args.sparse_skip, channels=args.channels, cells=args.cells,
+                       batch_size=args.batch).resolved()
     torch.manual_seed(0)
     model = build_search_model(cfg, 10).to(device).to(memory_format=torch.channels_last)
     if args.compile:
         model.net.forward = torch.compile(model.net.forward)
     stepper = SearchStep(cfg, model, device)
-    data = synthetic_cifar(TRAIN_IMAGES, device)
+    data = synthetic_cifar(args.images, device)
     gens = [torch.Generator(device=device).manual_seed(i) for i in range(2)]
     loaders = [DeviceLoader(data, cfg.batch_size, g, crop_pad=4, flip=True, channels_last=True) for g in gens]
     per_epoch = len(loaders[0])

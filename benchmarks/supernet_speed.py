@@ -59,10 +59,10 @@ def batches(batch: int, image: int, device: torch.device, channels_last: bool, s
     return out
 
 
-def ours(space: str, batch: int, device: torch.device, method: str = "darts", channels_last: bool = True,
-         precision: str = "fp32", compile_model: bool = False, sparse_skip: float = 0.0) -> Contender:
+def ours(space: str, conf: dict, batch: int, device: torch.device, method: str = "darts",
+         channels_last: bool = True, precision: str = "fp32", compile_model: bool = False,
+         sparse_skip: float = 0.0) -> Contender:
     """gaeanas: the search loop's own SearchStep (architecture step, then weight step)."""
-    conf = CONFIGS[space]
     cfg = SearchConfig(space=space, method=method, channels=conf["channels"], cells=conf["cells"], batch_size=batch,
                        precision=precision, channels_last=channels_last, sparse_skip=sparse_skip).resolved()
     torch.manual_seed(0)
@@ -82,12 +82,11 @@ def ours(space: str, batch: int, device: torch.device, method: str = "darts", ch
     return Contender(label, step, sum(p.numel() for p in model.weight_parameters()))
 
 
-def peer(space: str, batch: int, device: torch.device) -> Contender:
+def peer(space: str, conf: dict, batch: int, device: torch.device) -> Contender:
     """xautodl's DARTS search models with its own DARTS-V1 (first-order) step, at its default settings."""
     from xautodl.models.cell_operations import DARTS_SPACE, NAS_BENCH_201
     from xautodl.models.cell_searchs import NASNetworkDARTS, TinyNetworkDarts
 
-    conf = CONFIGS[space]
     torch.manual_seed(0)
     if space == "nb201":
         net = TinyNetworkDarts(conf["channels"], conf["cells"], 4, NUM_CLASSES, NAS_BENCH_201, False, True)
@@ -149,9 +148,10 @@ def _rss_bytes() -> int:
 
 def build(kind: str, space: str, args: argparse.Namespace, device: torch.device) -> Contender:
     """"ours" or "peer" for `space` with the command line's settings."""
+    conf = {**CONFIGS[space], **{k: getattr(args, k) for k in ("channels", "cells") if getattr(args, k)}}
     if kind == "peer":
-        return peer(space, args.batch, device)
-    return ours(space, args.batch, device, args.method, args.channels_last, args.precision, args.compile)
+        return peer(space, conf, args.batch, device)
+    return ours(space, conf, args.batch, device, args.method, args.channels_last, args.precision, args.compile)
 
 
 def _peak_memory_child(kind: str, space: str, args: argparse.Namespace, queue) -> None:
@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per implementation, alternating")
     p.add_argument("--steps", type=int, default=2, help="search steps per timed repeat")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--channels", type=int, default=0, help="override C (default: 16)")
+    p.add_argument("--cells", type=int, default=0, help="override the cells (default: nb201 N=5, darts 9)")
     p.add_argument("--method", default="darts", help="our method; darts is the peer's softmax mixture + Adam")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 leaves torch's default")
@@ -224,14 +226,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="ours in NCHW")
     p.add_argument("--compile", action="store_true", help="torch.compile our supernet (slow to compile on CPU)")
     p.add_argument("--no-peer", action="store_true", help="time ours only (no xautodl installed)")
+    p.add_argument("--peak-n", type=int, default=2048, help="matrix side of the peak-FLOP/s matmul")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory measurement")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    peak = matmul_peak(device)
+    peak = matmul_peak(device, args.peak_n)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; attainable peak "
-          f"(2048x2048 fp32 matmul, best of 5): {peak:.1f} GFLOP/s")
+          f"({args.peak_n}x{args.peak_n} fp32 matmul, best of 5): {peak:.1f} GFLOP/s")
     print(f"batch {args.batch}, {args.repeats} repeats x {args.steps} steps after {args.warmup} warm-up steps; "
           f"a step = architecture update + weight update; img/s = batch / step time\n")
     print("| space | implementation | weights | img/s min | img/s median | ours/peer | peak MiB | GFLOP/step "
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     for space in args.space.split(","):
         for row in compare(space, args, device, peak):
             print(row, flush=True)
-    print(f"\nattainable peak re-measured at the end: {matmul_peak(device):.1f} GFLOP/s")
+    print(f"\nattainable peak re-measured at the end: {matmul_peak(device, args.peak_n):.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -82,3 +82,23 @@ def assert_fast_path_matches(plain: "torch.nn.Module", fast: "torch.nn.Module", 
         torch.testing.assert_close(q.grad, p.grad, atol=atol, rtol=atol)
     for p, q in zip(plain.buffers(), fast.buffers()) if buffers else ():
         torch.testing.assert_close(q, p, atol=atol / 100, rtol=atol / 10)
+
+
+def kill_and_resume(run, cfg, tmp_path: Path) -> tuple[dict, dict]:
+    """Run `cfg` straight through, and again killed in epoch 2 then resumed: (straight result, resumed result).
+
+    run(cfg, run_dir, callbacks=..., resume=...) is run_search or run_training. Checks that the killed run
+    left no result and kept exactly its one finished epoch.
+    """
+    from gaeanas.rundir import read_log
+
+    straight = run(cfg, tmp_path / "straight")
+    try:
+        run(cfg, tmp_path / "killed", callbacks=[StopAt(epoch=1, step=1)])
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the simulated kill did not stop the run")
+    assert not (tmp_path / "killed" / "result.json").exists()
+    assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1]
+    return straight, run(cfg, tmp_path / "killed", resume=True)

@@ -12,7 +12,7 @@ from gaeanas.search import (Search, SearchConfig, gumbel_temperature,
                             run_search)
 from gaeanas.spaces.nb201 import Genotype
 
-from synth import StopAt, make_image_folder, nb201_methods, write_full_nb201_table
+from synth import kill_and_resume, make_image_folder, nb201_methods, write_full_nb201_table
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +84,7 @@ def test_oracle_accuracies_are_logged(tmp_path, tiny_data):
 @pytest.mark.parametrize("method", ["gaea-darts", "gdas"])
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_data, method):
     cfg = tiny_config(tiny_data, method=method, epochs=3, objective="bilevel")
-    straight = run_search(cfg, tmp_path / "straight")
-    with pytest.raises(KeyboardInterrupt):
-        run_search(cfg, tmp_path / "killed", callbacks=[StopAt(epoch=1, step=1)])
-    assert not (tmp_path / "killed" / "result.json").exists()
-    assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1]
-    resumed = run_search(cfg, tmp_path / "killed", resume=True)
+    straight, resumed = kill_and_resume(run_search, cfg, tmp_path)
     assert resumed["genotype"] == straight["genotype"]
     assert resumed["arch_weights"] == straight["arch_weights"]
     assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1, 2, 3]

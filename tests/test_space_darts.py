@@ -306,23 +306,29 @@ def test_one_epoch_search_on_the_darts_space(tmp_path, tiny_data, method):
 
 # ---- the fused fast path ----------------------------------------------------------------------------
 
+def _twins(meth) -> tuple[Supernet, Supernet]:
+    """A small per-edge supernet for the method and an identical copy on the fused path."""
+    import copy
+
+    plain = Supernet(channels=8, cells=3, num_classes=3, partial=meth.partial_channels, edge_norm=meth.edge_norm,
+                     fused=False)
+    fused = copy.deepcopy(plain)
+    for cell in fused.cells:
+        cell.fused = True
+    return plain, fused
+
+
 @pytest.mark.parametrize("method", ["darts", "pcdarts"])
 @pytest.mark.parametrize("train_mode", [True, False])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fused_cells_match_the_per_edge_path(method, train_mode, channels_last):
     """Edges leaving a state computed together (grouped convs, stacked BN, one shuffle per node) give the
     per-edge path's outputs, gradients of weights and of every architecture tensor, and BN statistics."""
-    import copy
-
     from synth import assert_fast_path_matches
 
     torch.manual_seed(0)
     meth = METHODS[method]
-    plain = Supernet(channels=8, cells=3, num_classes=3, partial=meth.partial_channels, edge_norm=meth.edge_norm,
-                     fused=False)
-    fused = copy.deepcopy(plain)
-    for cell in fused.cells:
-        cell.fused = True
+    plain, fused = _twins(meth)
     x = torch.randn(4, 3, 8, 8)
     if channels_last:
         plain, fused = (m.to(memory_format=torch.channels_last) for m in (plain, fused))
@@ -337,18 +343,12 @@ def test_fused_cells_match_the_per_edge_path(method, train_mode, channels_last):
 def test_sparse_skipping_on_the_fused_path_matches_the_per_edge_path(method):
     """With weights below the threshold skipped, the fused cells give the per-edge path's outputs and gradients,
     and both equal the dense mixture with those weights set to 0."""
-    import copy
-
     from gaeanas.relax import sparse_mixing
     from synth import assert_fast_path_matches
 
     torch.manual_seed(0)
     meth = METHODS[method]
-    plain = Supernet(channels=8, cells=3, num_classes=3, partial=meth.partial_channels, edge_norm=meth.edge_norm,
-                     fused=False)
-    fused = copy.deepcopy(plain)
-    for cell in fused.cells:
-        cell.fused = True
+    plain, fused = _twins(meth)
     arch = {name: torch.softmax(3 * torch.randn(shape), dim=-1) for name, shape in arch_shapes(OPS, meth).items()}
     arch["normal"][3:, 1:] = 0.0  # every op but `none` off on these edges: a fully skipped edge
     x = torch.randn(4, 3, 8, 8)

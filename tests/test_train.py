@@ -17,7 +17,7 @@ from gaeanas.spaces.darts_eval import (EvalCell, NetworkCIFAR, NetworkImageNet, 
 from gaeanas.spaces.darts_genotypes import DARTS_V2, PUBLISHED, Genotype
 from gaeanas.train import TrainConfig, Trainer, resume_seeds, run_seeds, run_training, training_loss
 
-from synth import StopAt, make_image_folder
+from synth import kill_and_resume, make_image_folder
 
 # Published parameter counts (millions, auxiliary head excluded): CIFAR-10 at C=36, L=20 (DARTS, PC-DARTS
 # papers), and the mobile ImageNet setting at C=48, L=14 with the CIFAR-searched cell.
@@ -240,12 +240,7 @@ def test_a_genotype_file_is_resolved_into_the_config(tmp_path, tiny_data):
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_data):
     cfg = tiny_config(tiny_data, epochs=3, drop_path=0.5)
-    straight = run_training(cfg, tmp_path / "straight")
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg, tmp_path / "killed", callbacks=[StopAt(epoch=1, step=1)])
-    assert not (tmp_path / "killed" / "result.json").exists()
-    assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1]
-    resumed = run_training(cfg, tmp_path / "killed", resume=True)
+    straight, resumed = kill_and_resume(run_training, cfg, tmp_path)
     drop_time = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
     assert drop_time(read_log(tmp_path / "killed")) == drop_time(read_log(tmp_path / "straight"))
     assert resumed["test_acc"] == straight["test_acc"]

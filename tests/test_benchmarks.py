@@ -1,0 +1,40 @@
+"""The benchmark scripts run end to end (ours only; the peer, xautodl, is not a project dependency)."""
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_supernet_speed_prints_a_row_for_ours(space, capsys):
+    load("supernet_speed").main(["--space", space, "--batch", "2", "--repeats", "2", "--steps", "1",
+                                 "--warmup", "0", "--no-peer", "--no-memory", "--channels", "4", "--cells", "3",
+                                 "--peak-n", "256"])
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith(f"| {space} | gaeanas darts")]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert float(cells[3]) > 0 and float(cells[4]) >= float(cells[3])  # min <= median img/s
+    assert float(cells[7]) > 0  # FLOPs per step were counted
+    assert re.search(r"attainable peak .*: [\d.]+ GFLOP/s", out)
+
+
+def test_search_epoch_projects_the_paper_scale_epoch(capsys):
+    load("search_epoch").main(["--device", "cpu", "--steps", "2", "--warmup", "0", "--channels", "4", "--cells", "1",
+                               "--batch", "8", "--images", "64"])
+    out = capsys.readouterr().out
+    match = re.search(r"epoch: ([\d.]+) s \(extrapolated\); 25 epochs: (\d+) s", out)
+    assert match and float(match.group(2)) == pytest.approx(25 * float(match.group(1)), rel=1e-3, abs=2)
+    assert "timed 2 of 8 steps" in out
