@@ -16,6 +16,7 @@ the same run as the best of several large fp32 matmuls.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import resource
 import statistics
@@ -126,9 +127,19 @@ def timed(fn: Callable[[], None], device: torch.device, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of a convolution's backward: the forward's count for each gradient asked for (input, weight).
+    torch's own formula ignores `groups` here and counts a depthwise conv's backward as a dense one."""
+    positions = x_shape if transposed else grad_out_shape  # (B, C_out, H, W) of the forward's output
+    forward = 2 * math.prod(positions) * math.prod(w_shape[1:])
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def flops_per_step(c: Contender) -> float:
-    """FLOPs of one step as torch's FLOP counter sees them (convolutions and matmuls, forward and backward)."""
-    counter = FlopCounterMode(display=False)
+    """FLOPs of one step as torch's FLOP counter sees them (convolutions and matmuls, forward and backward),
+    with grouped-convolution backward counted correctly."""
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops})
     with counter:
         c.step()
     return float(counter.get_total_flops())
@@ -187,6 +198,9 @@ def peak_memory(kind: str, space: str, args: argparse.Namespace, device: torch.d
 def compare(space: str, args: argparse.Namespace, device: torch.device, peak: float) -> list[str]:
     """Time ours and the peer in alternation; markdown table rows."""
     kinds = ["ours"] if args.no_peer else ["ours", "peer"]
+    # Memory first, while this process holds no model: on the CPU a child process builds its own, and two
+    # DARTS-space supernets plus a third in the child exceed 24 GiB.
+    mems = {kind: peak_memory(kind, space, args, device) if args.memory else float("nan") for kind in kinds}
     contenders = [build(kind, space, args, device) for kind in kinds]
     for c in contenders:  # warm-up: first-call allocations, oneDNN primitive caches, compilation
         for _ in range(args.warmup):
@@ -202,10 +216,9 @@ def compare(space: str, args: argparse.Namespace, device: torch.device, peak: fl
         ts = times[c.name]
         flops = flops_per_step(c)
         gflops = flops / medians[c.name] / 1e9
-        mem = peak_memory(kind, space, args, device) if args.memory else float("nan")
         ratio = f"{peer_median / medians[c.name]:.2f}x" if peer_median else "-"
         rows.append(f"| {space} | {c.name} | {c.params / 1e6:.2f}M | {args.batch / max(ts):.1f} | "
-                    f"{args.batch / medians[c.name]:.1f} | {ratio} | {mem:.0f} | {flops / 1e9:.1f} | "
+                    f"{args.batch / medians[c.name]:.1f} | {ratio} | {mems[kind]:.0f} | {flops / 1e9:.1f} | "
                     f"{gflops:.1f} | {100 * gflops / peak:.0f}% |")
     return rows
 

@@ -38,3 +38,21 @@ def test_search_epoch_projects_the_paper_scale_epoch(capsys):
     match = re.search(r"epoch: ([\d.]+) s \(extrapolated\); 25 epochs: (\d+) s", out)
     assert match and float(match.group(2)) == pytest.approx(25 * float(match.group(1)), rel=1e-3, abs=2)
     assert "timed 2 of 8 steps" in out
+
+
+@pytest.mark.parametrize("groups", [1, 4, 8])
+def test_conv_backward_flops_count_groups(groups):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    bench = load("supernet_speed")
+    conv = torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=groups, bias=False)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward:
+                                                             bench.conv_backward_flops})
+    with counter:
+        conv(x).sum().backward()
+    counts = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}
+    forward = 2 * 2 * 8 * 6 * 6 * (8 // groups) * 9
+    assert counts["aten.convolution"] == forward
+    assert counts["aten.convolution_backward"] == 2 * forward  # input and weight gradients

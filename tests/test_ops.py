@@ -1,9 +1,11 @@
-"""Candidate operations: shapes for every registered op, and FactorizedReduce against its definition."""
+"""Candidate operations: shapes for every registered op; FactorizedReduce and the undilated depthwise conv
+against their definitions."""
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from gaeanas.ops import DARTS_OPS, NB201_OPS, FactorizedReduce
+from gaeanas.ops import DARTS_OPS, NB201_OPS, DepthwiseConv2d, FactorizedReduce, depthwise_conv2d
 
 
 @pytest.mark.parametrize("name", sorted(DARTS_OPS))
@@ -34,3 +36,33 @@ def test_factorized_reduce_is_two_offset_stride2_convs(channels_last):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
     out.sum().backward()  # channels_last with < 8 channels: must not crash
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [8, 7])  # 7: not divisible by the dilation, the plain conv runs
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_depthwise_conv_matches_dilated_conv_in_values_and_gradients(kernel, dilation, stride, size, channels_last):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 4, size, size).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(4, 1, kernel, kernel, requires_grad=True)
+    padding = dilation * (kernel - 1) // 2
+    ref = F.conv2d(x, w, None, stride, padding, dilation, groups=4)
+    out = depthwise_conv2d(x, w, stride, padding, dilation)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(ref)
+    want = torch.autograd.grad(ref, (x, w), grad)
+    got = torch.autograd.grad(out, (x, w), grad)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
+
+
+def test_depthwise_module_keeps_conv2d_state_dict():
+    conv = DepthwiseConv2d(6, 3, 1, 2, 2)
+    plain = nn.Conv2d(6, 6, 3, 1, 2, dilation=2, groups=6, bias=False)
+    plain.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 6, 8, 8)
+    torch.testing.assert_close(conv(x), plain(x), atol=1e-5, rtol=1e-5)

@@ -124,6 +124,16 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_a(evens), self.conv_b(odds)], dim=1))
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A bias-free depthwise nn.Conv2d (same parameters and state dict) that runs through depthwise_conv2d."""
+
+    def __init__(self, channels: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+        super().__init__(channels, channels, kernel, stride, padding, dilation=dilation, groups=channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return depthwise_conv2d(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
+
+
 class DilConv(nn.Sequential):
     """ReLU -> depthwise conv (k, dilation) -> pointwise 1x1 -> BN."""
 
@@ -131,18 +141,48 @@ class DilConv(nn.Sequential):
                  affine: bool) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, kernel, stride, padding, dilation),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
+
+
+def _to_phases(x: torch.Tensor, d: int) -> torch.Tensor:
+    """(B, C, H, W) -> (d*d*B, C, H/d, W/d): the d x d interleaved sub-grids x[..., a::d, b::d], stacked on the
+    batch (space-to-batch), in channels_last memory."""
+    b, c, h, w = x.shape
+    y = x.reshape(b, c, h // d, d, w // d, d).permute(3, 5, 0, 2, 4, 1).reshape(d * d * b, h // d, w // d, c)
+    return y.permute(0, 3, 1, 2)
+
+
+def _from_phases(y: torch.Tensor, d: int) -> torch.Tensor:
+    """Inverse of _to_phases: (d*d*B, C, h, w) -> (B, C, h*d, w*d), in channels_last memory."""
+    n, c, h, w = y.shape
+    b = n // (d * d)
+    x = y.permute(0, 2, 3, 1).reshape(d, d, b, h, w, c).permute(2, 3, 0, 4, 1, 5).reshape(b, h * d, w * d, c)
+    return x.permute(0, 3, 1, 2)
+
+
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+    """F.conv2d(x, weight, None, stride, padding, dilation, groups=C), computed without dilation when the
+    maths allows, as atrous convolution is usually implemented. A 'same'-padded conv with dilation d only
+    mixes pixels of one d x d sub-grid: with stride d it is an undilated conv on the sub-grid x[..., ::d, ::d];
+    with stride 1 it is an undilated conv on each of the d*d sub-grids (space-to-batch). CPU kernels for
+    dilated depthwise backward are several times slower than undilated ones."""
+    d, (h, w), k = dilation, x.shape[-2:], weight.shape[-1]
+    same = padding == d * (k - 1) // 2 and k % 2 == 1 and weight.shape[-2] == k
+    if d == 1 or not same or h % d or w % d or stride not in (1, d):
+        return F.conv2d(x, weight, None, stride, padding, dilation, groups=x.shape[1])
+    if stride == d:
+        return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, groups=x.shape[1])
+    return _from_phases(F.conv2d(_to_phases(x, d), weight, None, 1, (k - 1) // 2, 1, groups=x.shape[1]), d)
 
 
 def dil_conv_together(x: torch.Tensor, blocks: list["DilConv"]) -> torch.Tensor:
     """The conv-conv-BN part of E DilConv blocks at once. x: (B, E*C, H, W), block e's (ReLU'd) input in
     channels e*C..(e+1)*C -> (B, E*C_out, H', W'): grouped depthwise conv, grouped 1x1 conv, stacked BN."""
     dw, pw = blocks[0][1], blocks[0][2]
-    y = F.conv2d(x, torch.cat([b[1].weight for b in blocks]), None, dw.stride, dw.padding, dw.dilation,
-                 groups=x.shape[1])
+    y = depthwise_conv2d(x, torch.cat([b[1].weight for b in blocks]), dw.stride[0], dw.padding[0], dw.dilation[0])
     y = F.conv2d(y, torch.cat([b[2].weight for b in blocks]), None, groups=len(blocks))
     return batch_norm_together(y, [b[3] for b in blocks])
 
