@@ -169,19 +169,19 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
     mixes pixels of one d x d sub-grid: with stride d it is an undilated conv on the sub-grid x[..., ::d, ::d];
     with stride 1 it is an undilated conv on each of the d*d sub-grids (space-to-batch). CPU kernels for
     dilated depthwise backward are several times slower than undilated ones."""
-    d, (h, w), k = dilation, x.shape[-2:], weight.shape[-1]
+    d, (h, w), k, groups = dilation, x.shape[-2:], weight.shape[-1], x.shape[1]
     same = padding == d * (k - 1) // 2 and k % 2 == 1 and weight.shape[-2] == k
     if d == 1 or not same or h % d or w % d or stride not in (1, d):
-        return F.conv2d(x, weight, None, stride, padding, dilation, groups=x.shape[1])
+        return F.conv2d(x, weight, None, stride, padding, dilation, groups=groups)
     if stride == d:
-        return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, groups=x.shape[1])
-    return _from_phases(F.conv2d(_to_phases(x, d), weight, None, 1, (k - 1) // 2, 1, groups=x.shape[1]), d)
+        return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, groups=groups)
+    return _from_phases(F.conv2d(_to_phases(x, d), weight, None, 1, (k - 1) // 2, 1, groups=groups), d)
 
 
 def dil_conv_together(x: torch.Tensor, blocks: list["DilConv"]) -> torch.Tensor:
     """The conv-conv-BN part of E DilConv blocks at once. x: (B, E*C, H, W), block e's (ReLU'd) input in
     channels e*C..(e+1)*C -> (B, E*C_out, H', W'): grouped depthwise conv, grouped 1x1 conv, stacked BN."""
-    dw, pw = blocks[0][1], blocks[0][2]
+    dw = blocks[0][1]
     y = depthwise_conv2d(x, torch.cat([b[1].weight for b in blocks]), dw.stride[0], dw.padding[0], dw.dilation[0])
     y = F.conv2d(y, torch.cat([b[2].weight for b in blocks]), None, groups=len(blocks))
     return batch_norm_together(y, [b[3] for b in blocks])
