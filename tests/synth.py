@@ -102,3 +102,29 @@ def kill_and_resume(run, cfg, tmp_path: Path) -> tuple[dict, dict]:
     assert not (tmp_path / "killed" / "result.json").exists()
     assert [r["epoch"] for r in read_log(tmp_path / "killed")] == [1]
     return straight, run(cfg, tmp_path / "killed", resume=True)
+
+
+def _layout(t: "torch.Tensor") -> str:
+    """"cl" or "nchw" for a 4-D tensor in one of them ("cl/nchw" when both fit its shape), else "strided"."""
+    names = [name for name, fmt in (("cl", torch.channels_last), ("nchw", torch.contiguous_format))
+             if t.is_contiguous(memory_format=fmt)]
+    return "/".join(names) or "strided"
+
+
+def batch_norm_layout_mismatches(loss: "torch.Tensor") -> list[tuple[str, str, tuple]]:
+    """Run loss.backward(); (gradient layout, input layout, shape) of every BN backward whose two differ."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    found: list[tuple[str, str, tuple]] = []
+
+    class RecordBatchNormLayouts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket is torch.ops.aten.native_batch_norm_backward:
+                grad, inp = _layout(args[0]), _layout(args[1])
+                if not set(grad.split("/")) & set(inp.split("/")):
+                    found.append((grad, inp, tuple(args[1].shape)))
+            return func(*args, **(kwargs or {}))
+
+    with RecordBatchNormLayouts():
+        loss.backward()
+    return found

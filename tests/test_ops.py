@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gaeanas.ops import DARTS_OPS, NB201_OPS, DepthwiseConv2d, FactorizedReduce, depthwise_conv2d
+from gaeanas.ops import (DARTS_OPS, NB201_OPS, DepthwiseConv2d, FactorizedReduce, depthwise_conv2d,
+                         factorized_reduce_together)
 
 
 @pytest.mark.parametrize("name", sorted(DARTS_OPS))
@@ -36,6 +37,32 @@ def test_factorized_reduce_is_two_offset_stride2_convs(channels_last):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
     out.sum().backward()  # channels_last with < 8 channels: must not crash
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("size", [8, 7])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_factorized_reduces_together_match_each_one(size, channels_last):
+    """Outputs, input and weight gradients, and BN running statistics equal those of the blocks one by one."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    blocks = [FactorizedReduce(4, 6, affine=True) for _ in range(3)]
+    twins = [FactorizedReduce(4, 6, affine=True) for _ in range(3)]
+    for b, t in zip(blocks, twins):
+        t.load_state_dict(b.state_dict())
+    x = torch.randn(3, 4, size, size).contiguous(memory_format=fmt).requires_grad_()
+    x_twin = x.detach().clone().requires_grad_()
+    out = factorized_reduce_together(x, blocks)
+    expected = torch.cat([t(x_twin) for t in twins], dim=1)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    assert out.is_contiguous(memory_format=fmt)
+    grad = torch.randn_like(expected)
+    out.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x.grad, x_twin.grad, atol=1e-5, rtol=1e-4)
+    for b, t in zip(blocks, twins):
+        for p, q in zip(b.parameters(), t.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(b.bn.running_var, t.bn.running_var)
 
 
 @pytest.mark.parametrize("kernel", [3, 5])

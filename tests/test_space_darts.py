@@ -389,3 +389,21 @@ def test_random_genotypes_are_valid_seeded_and_cover_the_space():
     assert all(inputs_seen[node] == set(range(node)) for node in inputs_seen)
     with pytest.raises(GenotypeError, match="random:SEED"):
         load_genotype("random:x")
+
+
+@pytest.mark.parametrize("method", ["darts", "pcdarts", "gdas"])
+def test_supernet_keeps_channels_last_through_backward(method):
+    """In a channels_last supernet, every BN backward gets its gradient in its input's layout: CPU batch norm
+    falls to a kernel several times slower when the two differ (an NCHW `repeat`, slices, the concatenated
+    outputs of per-edge factorized reduces and the pooling head's NCHW gradient once did it)."""
+    from synth import batch_norm_layout_mismatches
+
+    torch.manual_seed(0)
+    meth = METHODS[method]
+    net = build_supernet(8, 3, 3, OPS, meth).to(memory_format=torch.channels_last)
+    weights = {name: torch.softmax(torch.randn(shape), dim=-1) for name, shape in arch_shapes(OPS, meth).items()}
+    hard = METHODS[method].relaxation == "gumbel"
+    arch = {name: Mixing(w, w.argmax(-1).tolist() if hard and w.dim() == 2 else None) for name, w in weights.items()}
+    x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    mismatches = batch_norm_layout_mismatches(net(x, arch).logsumexp(-1).sum())
+    assert not mismatches, f"BN backward with (gradient, input) layouts {mismatches}"

@@ -180,3 +180,17 @@ def test_sparse_skipping_equals_zeroing_the_small_weights():
     out_sparse.square().sum().backward()
     assert torch.all(leaf.grad[~keep] == 0) and torch.any(leaf.grad[keep] != 0)
     assert_fast_path_matches(plain, fused, x, {"cell": weights}, mixing=sparse, buffers=False)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_channels_last_supernet_gives_every_bn_its_gradient_in_its_layout(fused):
+    """CPU BN backward is several times slower when gradient and input layouts differ."""
+    from gaeanas.relax import Mixing
+    from synth import batch_norm_layout_mismatches
+
+    torch.manual_seed(0)
+    net = Supernet(channels=4, cells=2, num_classes=3, ops=OPS, fused=fused).to(memory_format=torch.channels_last)
+    mixing = Mixing(torch.softmax(torch.randn(len(EDGES), len(OPS)), dim=-1))
+    out = net(torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last), {"cell": mixing})
+    mismatches = batch_norm_layout_mismatches(out.logsumexp(-1).sum())
+    assert not mismatches, f"BN backward with (gradient, input) layouts {mismatches}"

@@ -84,6 +84,21 @@ def test_imagenet_network_forward_shapes():
     assert isinstance(net.cells[0].preprocess0, FactorizedReduce)  # stem0's output has twice stem1's resolution
 
 
+@pytest.mark.parametrize("network, size", [(NetworkCIFAR, 32), (NetworkImageNet, 64)])
+@pytest.mark.parametrize("drop_prob", [0.0, 0.2])
+def test_channels_last_networks_give_every_bn_its_gradient_in_its_layout(network, size, drop_prob):
+    """BN backward on the CPU is several times slower when gradient and input layouts differ (the cells' cat
+    and the pooling heads once handed back strided and NCHW gradients)."""
+    from synth import batch_norm_layout_mismatches
+
+    torch.manual_seed(0)
+    net = network(DARTS_V2, channels=8, cells=5, num_classes=3, auxiliary=True).to(memory_format=torch.channels_last)
+    net.drop_path_prob = drop_prob
+    logits, aux = net.train()(torch.randn(4, 3, size, size).contiguous(memory_format=torch.channels_last))
+    mismatches = batch_norm_layout_mismatches(logits.logsumexp(-1).sum() + aux.logsumexp(-1).sum())
+    assert not mismatches, f"BN backward with (gradient, input) layouts {mismatches}"
+
+
 # ---- drop-path ----------------------------------------------------------------------------------
 
 def test_drop_path_keeps_the_expectation_and_drops_whole_samples():

@@ -44,6 +44,30 @@ class AvgPool(nn.Module):
         return self.pool(x if self.pre is None else self.pre(x))
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if x's channels are its innermost dimension (also for channel slices of such a tensor)."""
+    return torch.channels_last if x.dim() == 4 and x.stride(1) < x.stride(3) else torch.contiguous_format
+
+
+class _GradientInInputLayout(torch.autograd.Function):
+    """Identity whose backward hands back the gradient in the input's memory format."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.memory_format = memory_format_of(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=ctx.memory_format)
+
+
+def gradient_in_input_layout(x: torch.Tensor) -> torch.Tensor:
+    """x, unchanged; its gradient arrives in x's memory format. Put before ops whose backward drops
+    channels_last (global average pooling), so the layers below get gradients in their own layout."""
+    return _GradientInInputLayout.apply(x)
+
+
 def batch_norm_together(y: torch.Tensor, bns: list[nn.BatchNorm2d]) -> torch.Tensor:
     """BatchNorm of E stacked blocks of channels, y: (B, E*C, H, W), each block with its own BN, in one call.
 
@@ -116,12 +140,38 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))  # the odd pixels; pad keeps odd sizes aligned
-        # A 1x1 conv at stride 2 equals a 1x1 conv on every other pixel. Subsampling first also avoids a
-        # oneDNN crash in the stride-2 1x1 backward for channels_last inputs with < 8 channels (CPU).
-        evens, odds = x[:, :, ::2, ::2], shifted[:, :, ::2, ::2]
+        evens, odds = _even_and_odd_pixels(self.relu(x))
         return self.bn(torch.cat([self.conv_a(evens), self.conv_b(odds)], dim=1))
+
+
+def _even_and_odd_pixels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x[..., ::2, ::2] and x[..., 1::2, 1::2] (zero-padded on odd sizes), the inputs of FactorizedReduce's convs.
+
+    A 1x1 conv at stride 2 equals a 1x1 conv on every other pixel. Subsampling first also avoids a oneDNN
+    crash in the stride-2 1x1 backward for channels_last inputs with < 8 channels (CPU).
+    """
+    evens, odds = x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]
+    if odds.shape != evens.shape:  # odd sizes: the odd grid is one short; zeros at the bottom / right
+        odds = F.pad(odds, (0, evens.shape[3] - odds.shape[3], 0, evens.shape[2] - odds.shape[2]))
+    return evens, odds
+
+
+def factorized_reduce_together(x: torch.Tensor, blocks: list[FactorizedReduce]) -> torch.Tensor:
+    """E FactorizedReduce blocks applied to the same x at once: (B, C, H, W) -> (B, E*C_out, H/2, W/2).
+
+    One 1x1 conv over [evens, odds] whose weight is block e's conv_a on the evens' channels and conv_b on the
+    odds' (zeros elsewhere) yields every block's [conv_a, conv_b] output in order; then one stacked BN.
+    The output and its gradients stay in x's memory format (a cat of per-block outputs gives BN backward
+    strided gradients, a slow path on the CPU).
+    """
+    evens, odds = _even_and_odd_pixels(torch.relu(x))
+    c = x.shape[1]
+    weights = []
+    for b in blocks:  # F.pad pads dims from the last: (W, W, H, H, C_in, C_in)
+        weights += [F.pad(b.conv_a.weight, (0, 0, 0, 0, 0, c)), F.pad(b.conv_b.weight, (0, 0, 0, 0, c, 0))]
+    grids = torch.cat([evens, odds], dim=1).contiguous(memory_format=memory_format_of(x))  # odd sizes lose it
+    y = F.conv2d(grids, torch.cat(weights))
+    return batch_norm_together(y, [b.bn for b in blocks])
 
 
 class DepthwiseConv2d(nn.Conv2d):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..ops import memory_format_of
+
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Interleave `groups` equal channel groups (ShuffleNet): channel g*(C/groups) + p moves to p*groups + g.
@@ -13,10 +15,10 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     b, c, h, w = x.shape
     if c % groups:
         raise ValueError(f"channel_shuffle needs channels divisible by groups, got {c} and {groups}")
-    out = x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)  # (B, C, H, W)
-    if x.is_contiguous(memory_format=torch.channels_last):
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out
+    if memory_format_of(x) == torch.channels_last:  # shuffle the innermost dimension: stays channels_last,
+        nhwc = x.permute(0, 2, 3, 1)                  # in backward too
+        return nhwc.reshape(b, h, w, groups, c // groups).transpose(3, 4).reshape(b, h, w, c).permute(0, 3, 1, 2)
+    return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)  # (B, C, H, W)
 
 
 def channel_unshuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -44,6 +46,7 @@ class PartialChannels(nn.Module):
         if self.k == 1:
             return self.edge(x, *args)
         part = self.channels // self.k
-        through = self.edge(x[:, :part], *args)       # (B, C/K, H', W')
-        bypass = self.bypass(x[:, part:])              # (B, C - C/K, H', W')
+        through, rest = x.split([part, self.channels - part], dim=1)  # split's backward keeps the layout
+        through = self.edge(through, *args)            # (B, C/K, H', W')
+        bypass = self.bypass(rest)                     # (B, C - C/K, H', W')
         return channel_shuffle(torch.cat([through, bypass], dim=1), self.k)  # (B, C, H', W')

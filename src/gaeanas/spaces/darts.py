@@ -14,7 +14,8 @@ from torch import nn
 
 from ..errors import ConfigError, GenotypeError
 from ..ops import (DARTS_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero, batch_norm_together,
-                   dil_conv_together, sep_conv_together)
+                   dil_conv_together, factorized_reduce_together, gradient_in_input_layout,
+                   sep_conv_together)
 from ..relax import Mixing, mix_candidates
 from ..relax.partial import PartialChannels, channel_shuffle
 from .darts_genotypes import OPS, STEPS, Genotype
@@ -146,11 +147,12 @@ class SearchCell(nn.Module):
             x = states[j]
             if self.partial > 1:
                 part = x.shape[1] // self.partial
-                kept = self.edges[edge_ids[0]].bypass(x[:, part:])  # (B, c - c/K, H', W'), the same on every edge
+                # split, not two slices: slice's backward builds NCHW gradients, split's is a cat (layout kept)
+                x, rest = x.split([part, x.shape[1] - part], dim=1)
+                kept = self.edges[edge_ids[0]].bypass(rest)  # (B, c - c/K, H', W'), the same on every edge
                 for node, s in zip(targets, scale):
                     term = kept if s is None else s * kept
                     bypass[node] = bypass[node] + term if node in bypass else term
-                x = x[:, :part]
             edge_weights = weights[edge_ids]  # (E, k)
             if betas is not None:
                 edge_weights = edge_weights * torch.stack(scale).unsqueeze(-1)
@@ -184,18 +186,26 @@ class SearchCell(nn.Module):
             blocks = [m.candidates[k] for m in mixed_ops]
             if isinstance(blocks[0], (SepConv, DilConv)):
                 if stacked_relu is None:
-                    stacked_relu = torch.relu(x).repeat(1, n, 1, 1)  # (B, E*c, H, W)
+                    stacked_relu = _tile_channels(torch.relu(x), n)  # (B, E*c, H, W)
                 together = sep_conv_together if isinstance(blocks[0], SepConv) else dil_conv_together
                 y = together(stacked_relu, blocks)
             elif isinstance(blocks[0], nn.Sequential):  # pooling + BN: the pooling is the same on every edge
-                y = batch_norm_together(blocks[0][0](x).repeat(1, n, 1, 1), [b[1] for b in blocks])
+                y = batch_norm_together(_tile_channels(blocks[0][0](x), n), [b[1] for b in blocks])
             elif isinstance(blocks[0], nn.Identity):
-                y = x.repeat(1, n, 1, 1)
-            else:  # skip_connect at stride 2: a factorized reduce per edge
-                y = torch.cat([b(x) for b in blocks], dim=1)
+                y = _tile_channels(x, n)
+            elif isinstance(blocks[0], FactorizedReduce):  # skip_connect at stride 2
+                y = factorized_reduce_together(x, blocks)
+            else:
+                raise TypeError(f"no fused form for {type(blocks[0]).__name__} ({name})")
             term = y * channel_weights[:, k].view(1, -1, 1, 1)
             out = term if out is None else out + term
-        return out if out is not None else mixed_ops[0].zero(x).repeat(1, n, 1, 1)
+        return out if out is not None else _tile_channels(mixed_ops[0].zero(x), n)
+
+
+def _tile_channels(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x.repeat(1, n, 1, 1), keeping x's memory format: repeat returns NCHW, and a channels_last network then
+    pays for layout conversions and, in backward, for BN's slow mixed-layout kernel."""
+    return torch.cat([x] * n, dim=1)
 
 
 def _mixed_op(edge: nn.Module) -> MixedOp:
@@ -239,7 +249,7 @@ class Supernet(nn.Module):
         s0 = s1 = self.stem(x)  # (B, 3C, H, W)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, mixings[cell.kind], betas[cell.kind])
-        return self.head(s1)
+        return self.head(gradient_in_input_layout(s1))  # pooling's backward is NCHW; the last cell's BNs are not
 
     def _betas(self, mixings: dict[str, Mixing], kind: str) -> list[torch.Tensor] | None:
         if not self.edge_norm:

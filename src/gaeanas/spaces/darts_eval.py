@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import DARTS_OPS, FactorizedReduce, ReLUConvBN
+from ..ops import DARTS_OPS, FactorizedReduce, ReLUConvBN, gradient_in_input_layout
 from .darts_genotypes import Genotype
 
 __all__ = ["drop_path", "EvalCell", "AuxiliaryHead", "NetworkCIFAR", "NetworkImageNet", "count_parameters",
@@ -29,6 +29,11 @@ def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
 def drop_path_schedule(max_prob: float, epoch: int, epochs: int) -> float:
     """The drop-path probability of 0-based `epoch`: linear from 0 to max_prob, `max_prob * epoch / epochs`."""
     return max_prob * epoch / epochs
+
+
+def global_average(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C), with the gradient handed back in x's memory format (pooling's is NCHW)."""
+    return torch.flatten(F.adaptive_avg_pool2d(gradient_in_input_layout(x), 1), 1)
 
 
 class EvalCell(nn.Module):
@@ -53,7 +58,8 @@ class EvalCell(nn.Module):
         for k in range(0, len(self.ops), 2):
             node = self._edge(k, states, drop_prob) + self._edge(k + 1, states, drop_prob)
             states.append(node)
-        return torch.cat([states[i] for i in self.concat], dim=1)  # (B, multiplier * C, H, W)
+        # cat's backward hands each state a strided slice of the gradient; BN backward is slow on those (CPU)
+        return torch.cat([gradient_in_input_layout(states[i]) for i in self.concat], dim=1)  # (B, mult * C, H, W)
 
     def _edge(self, k: int, states: Sequence[torch.Tensor], drop_prob: float) -> torch.Tensor:
         op = self.ops[k]
@@ -85,7 +91,7 @@ class AuxiliaryHead(nn.Module):
         x = F.relu(x)
         x = self.pool(x) if min(x.shape[-2:]) >= 5 else F.adaptive_avg_pool2d(x, 2)
         x = self.expand(self.reduce(x))
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))  # (B, num_classes)
+        return self.classifier(global_average(x))  # (B, num_classes)
 
 
 class _Network(nn.Module):
@@ -141,7 +147,7 @@ class NetworkCIFAR(_Network):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         s = self.stem(x)
         out, aux_logits = self._run_cells(s, s)
-        logits = self.classifier(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        logits = self.classifier(global_average(out))
         return logits, aux_logits
 
 
@@ -171,7 +177,7 @@ class NetworkImageNet(_Network):
         s0 = self.stem0(x)
         s1 = self.stem1(s0)
         out, aux_logits = self._run_cells(s0, s1)
-        logits = self.classifier(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        logits = self.classifier(global_average(out))
         return logits, aux_logits
 
 
