@@ -56,3 +56,31 @@ def test_conv_backward_flops_count_groups(groups):
     forward = 2 * 2 * 8 * 6 * 6 * (8 // groups) * 9
     assert counts["aten.convolution"] == forward
     assert counts["aten.convolution_backward"] == 2 * forward  # input and weight gradients
+
+
+def test_sparse_skip_step_times_a_finished_run_at_its_final_weights(tmp_path, capsys):
+    import json
+
+    from gaeanas.errors import ConfigError
+    from gaeanas.search import SearchConfig, run_search
+    from synth import make_image_folder
+
+    data = make_image_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    run_search(SearchConfig(space="nb201", method="gaea-darts", data=str(data), channels=2, cells=1, epochs=1,
+                            batch_size=6, seed=0), run)
+    result = json.loads((run / "result.json").read_text())
+    ops = len(result["ops"])
+    rows = [[1.0 / ops] * ops for _ in range(6)]
+    rows[0] = [0.02, 0.08] + [0.9 / (ops - 2)] * (ops - 2)  # one weight below 0.05, two below 0.1
+    (run / "result.json").write_text(json.dumps({**result, "arch_weights": {"cell": rows}}))
+    bench = load("sparse_skip_step")
+    bench.main([str(run), "--thresholds", "0.05,0.1", "--repeats", "1", "--steps", "1"])
+    table = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                           for line in capsys.readouterr().out.splitlines() if line.startswith("| "))}
+    assert table["dense"][3] == "1.000"
+    assert table["0.05"][1].startswith(f"1 of {6 * ops}") and table["0.1"][1].startswith(f"2 of {6 * ops}")
+    assert all(float(table[t][2]) > 0 for t in ("dense", "0.05", "0.1"))
+    (run / "result.json").unlink()
+    with pytest.raises(ConfigError, match="not a finished search run"):
+        bench.main([str(run)])
