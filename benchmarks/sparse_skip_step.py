@@ -17,6 +17,7 @@ import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -33,7 +34,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def stepper_at(cfg: SearchConfig, probs: dict[str, torch.Tensor], num_classes: int, device: torch.device
-               ) -> tuple[SearchStep, callable]:
+               ) -> tuple[SearchStep, Callable[[], None]]:
     """A SearchStep for cfg and a function that puts the architecture back at `probs`."""
     torch.manual_seed(cfg.seed)
     model = build_search_model(cfg, num_classes).to(device)

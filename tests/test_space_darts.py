@@ -105,7 +105,10 @@ def test_channel_shuffle_is_a_permutation():
         torch.testing.assert_close(channel_unshuffle(shuffled, groups), y)
         assert sorted(shuffled[0, :, 0, 0].tolist()) == sorted(y[0, :, 0, 0].tolist())
     cl = y.contiguous(memory_format=torch.channels_last)
-    assert channel_shuffle(cl, 4).is_contiguous(memory_format=torch.channels_last)
+    for groups in (2, 4):  # the channels_last path permutes the innermost dimension: same values, same layout
+        torch.testing.assert_close(channel_shuffle(cl, groups), channel_shuffle(y, groups), rtol=0, atol=0)
+        assert channel_shuffle(cl, groups).is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(channel_unshuffle(channel_shuffle(cl, groups), groups), cl, rtol=0, atol=0)
     with pytest.raises(ValueError):
         channel_shuffle(y, 3)
 
