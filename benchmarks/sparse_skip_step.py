@@ -25,12 +25,12 @@ from gaeanas.errors import ConfigError
 from gaeanas.search import SearchConfig, SearchStep, build_search_model, load_config
 
 
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    """The architecture probabilities a finished run ended with (result.json)."""
+def read_result(run_dir: Path) -> dict:
+    """The result.json of a finished search run (final architecture weights, class names, ...)."""
     result_path = run_dir / "result.json"
     if not result_path.is_file():
         raise ConfigError(f"{run_dir} has no result.json: not a finished search run")
-    return {name: torch.tensor(rows) for name, rows in json.loads(result_path.read_text())["arch_weights"].items()}
+    return json.loads(result_path.read_text())
 
 
 def stepper_at(cfg: SearchConfig, probs: dict[str, torch.Tensor], num_classes: int, device: torch.device
@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     cfg = load_config(args.run_dir)
-    probs = final_weights(args.run_dir)
-    num_classes = len(json.loads((args.run_dir / "result.json").read_text())["classes"])
+    result = read_result(args.run_dir)
+    probs = {name: torch.tensor(rows) for name, rows in result["arch_weights"].items()}
+    num_classes = len(result["classes"])
     side = cfg.resize or args.image
     gen = torch.Generator().manual_seed(0)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -85,15 +86,15 @@ def main(argv: list[str] | None = None) -> None:
                 torch.cuda.synchronize(device)
             if repeat:
                 times[t].append((time.perf_counter() - start) / args.steps)
-    rows = sum(w.shape[0] for w in probs.values() if w.dim() == 2)
+    op_weights = [w for w in probs.values() if w.dim() == 2]  # (rows, ops) tensors; edge weights not skipped
+    rows, total = sum(w.shape[0] for w in op_weights), sum(w.numel() for w in op_weights)
     print(f"{args.run_dir}: {cfg.space} {cfg.method}, C={cfg.channels} cells={cfg.cells}, {side}x{side}, "
           f"batch {cfg.batch_size}, final weights; {args.repeats} repeats x {args.steps} steps, alternating\n")
     print("| sparse skip T | operation weights below T | ms/step (median) | vs dense |")
     print("|---|---|---|---|")
     dense = statistics.median(times[0.0])
     for t in thresholds:
-        below = sum(int((w < t).sum()) for w in probs.values() if w.dim() == 2)
-        total = sum(w.numel() for w in probs.values() if w.dim() == 2)
+        below = sum(int((w < t).sum()) for w in op_weights)
         median = statistics.median(times[t])
         label, skipped = ("dense", "-") if t == 0 else (f"{t:g}", f"{below} of {total} ({rows} rows)")
         print(f"| {label} | {skipped} | {1e3 * median:.1f} | {median / dense:.3f} |")

@@ -405,7 +405,7 @@ def test_supernet_keeps_channels_last_through_backward(method):
     meth = METHODS[method]
     net = build_supernet(8, 3, 3, OPS, meth).to(memory_format=torch.channels_last)
     weights = {name: torch.softmax(torch.randn(shape), dim=-1) for name, shape in arch_shapes(OPS, meth).items()}
-    hard = METHODS[method].relaxation == "gumbel"
+    hard = meth.relaxation == "gumbel"
     arch = {name: Mixing(w, w.argmax(-1).tolist() if hard and w.dim() == 2 else None) for name, w in weights.items()}
     x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     mismatches = batch_norm_layout_mismatches(net(x, arch).logsumexp(-1).sum())
