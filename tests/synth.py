@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gaeanas.rundir import NullCallback
+from gaeanas.runner import NullCallback
 from gaeanas.spaces.nb201 import OPS, Genotype
 
 COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 230), (200, 200, 40)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gaeanas.errors import ConfigError
-from gaeanas.optim import ExponentiatedGradient, create_arch_optimizer, exponentiated_gradient_step
+from gaeanas.optim import ARCH_OPTIMIZERS, ExponentiatedGradient, create_arch_optimizer, exponentiated_gradient_step
 
 
 def random_simplex(rows: int, k: int, seed: int = 0) -> torch.Tensor:
@@ -64,16 +64,6 @@ def test_optimizer_step_equals_kernel_and_skips_missing_grads():
     torch.testing.assert_close(b.detach(), b_before)
 
 
-def test_gradient_clipping_scales_large_gradients():
-    theta = random_simplex(4, 5)
-    grad = torch.randn(4, 5) * 100
-    p = torch.nn.Parameter(theta.clone())
-    p.grad = grad.clone()
-    ExponentiatedGradient([p], lr=0.1, max_grad_norm=1.0).step()
-    expected = exponentiated_gradient_step(theta.clone(), grad / grad.norm(), lr=0.1)
-    torch.testing.assert_close(p.detach(), expected)
-
-
 def test_state_dict_round_trip():
     p = torch.nn.Parameter(random_simplex(6, 5))
     opt = ExponentiatedGradient([p], lr=0.05, entropy_coef=0.01)
@@ -111,6 +101,21 @@ def test_rejects_non_positive_lr(lr):
 def test_unknown_optimizer_name():
     with pytest.raises(ConfigError, match="unknown architecture optimizer"):
         create_arch_optimizer("lion", [torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+
+
+@pytest.mark.parametrize("name, typo", [("adam", "flooor"), ("eg", "weight_decay"), ("eg", "max_grad_norm")])
+def test_an_argument_the_optimizer_does_not_take_is_refused(name, typo):
+    with pytest.raises(ConfigError, match=typo):
+        create_arch_optimizer(name, [torch.nn.Parameter(torch.full((2, 3), 1 / 3))], lr=0.1, **{typo: 0.3})
+
+
+@pytest.mark.parametrize("name", sorted(ARCH_OPTIMIZERS))
+def test_registry_defaults_reach_the_optimizer(name):
+    info = ARCH_OPTIMIZERS[name]
+    opt = create_arch_optimizer(name, [torch.nn.Parameter(torch.full((2, 3), 1 / 3))], lr=0.05)
+    assert isinstance(opt, info.cls) and opt.param_groups[0]["lr"] == 0.05
+    for key, value in info.defaults.items():
+        assert opt.param_groups[0][key] == value
 
 
 # ---- the convergence race -----------------------------------------------------------------------

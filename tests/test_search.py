@@ -8,8 +8,8 @@ import torch
 from gaeanas.errors import ConfigError
 from gaeanas.methods import METHODS
 from gaeanas.rundir import CHECKPOINT_FILE, read_log
-from gaeanas.search import (Search, SearchConfig, gumbel_temperature,
-                            run_search)
+from gaeanas.methods import gumbel_temperature
+from gaeanas.search import Search, SearchConfig, run_search
 from gaeanas.spaces.nb201 import Genotype
 
 from synth import kill_and_resume, make_image_folder, nb201_methods, write_full_nb201_table
@@ -34,7 +34,7 @@ def test_search_runs_and_writes_its_run_directory(tmp_path, tiny_data, method, o
     assert {p.name for p in run_dir.iterdir()} >= {"config.json", "log.jsonl", "checkpoint.pt", "result.json"}
     assert not list(run_dir.glob("*.tmp"))
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["method"] == method and config["channels"] == 2 and config["arch_lr"] == METHODS[method].arch_lr
+    assert config["method"] == method and config["channels"] == 2 and config["arch_lr"] == METHODS[method].settings()["arch_lr"]
     records = read_log(run_dir)
     assert [r["epoch"] for r in records] == [1, 2]
     for record in records:
@@ -101,13 +101,12 @@ def test_run_directory_rules(tmp_path, tiny_data):
 
 
 def test_gumbel_temperature_is_linear_from_max_to_min():
-    cfg = SearchConfig(epochs=5, tau_max=10.0, tau_min=0.1)
-    assert [gumbel_temperature(cfg, e) for e in range(5)] == pytest.approx([10.0, 7.525, 5.05, 2.575, 0.1])
+    assert [gumbel_temperature(10.0, 0.1, e, 5) for e in range(5)] == pytest.approx([10.0, 7.525, 5.05, 2.575, 0.1])
 
 
 @pytest.mark.parametrize("field, value, match", [
     ("objective", "trilevel", "unknown objective"), ("epochs", 0, "epochs must be > 0"),
-    ("lr", -1.0, "lr must be > 0"), ("weight_decay", -1.0, "weight_decay must be >= 0"),
+    ("lr", -1.0, "lr must be > 0"), ("weight_decay", -1.0, "--weight-decay must be >= 0"),
     ("space", "nb101", "unknown search space"), ("precision", "fp8", "unknown precision"),
 ])
 def test_config_errors(field, value, match):

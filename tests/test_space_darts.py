@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gaeanas.errors import ConfigError
-from gaeanas.methods import METHODS
+from gaeanas.methods import METHODS, GumbelSampling
 from gaeanas.ops import FactorizedReduce, ReLUConvBN
 from gaeanas.relax import Mixing
 from gaeanas.relax.partial import PartialChannels, channel_shuffle, channel_unshuffle
@@ -223,7 +223,7 @@ def test_space_is_registered_with_the_papers_defaults():
     assert (cfg.warmup_epochs, cfg.arch_lr, cfg.channels, cfg.cells) == (10, 0.1, 16, 8)
     cfg = SearchConfig(space="darts", method="pcdarts").resolved()
     assert (cfg.warmup_epochs, cfg.arch_lr, cfg.arch_weight_decay) == (15, 6e-4, 1e-3)
-    assert METHODS["pcdarts"].optimizer_kwargs["betas"] == (0.5, 0.999)
+    assert METHODS["pcdarts"].update.betas == (0.5, 0.999)
     with pytest.raises(ConfigError, match="use --space darts"):
         build_search_model(SearchConfig(space="nb201", method="pcdarts", channels=4, cells=1).resolved(), 3)
 
@@ -405,7 +405,7 @@ def test_supernet_keeps_channels_last_through_backward(method):
     meth = METHODS[method]
     net = build_supernet(8, 3, 3, OPS, meth).to(memory_format=torch.channels_last)
     weights = {name: torch.softmax(torch.randn(shape), dim=-1) for name, shape in arch_shapes(OPS, meth).items()}
-    hard = meth.relaxation == "gumbel"
+    hard = isinstance(meth.relaxation, GumbelSampling)
     arch = {name: Mixing(w, w.argmax(-1).tolist() if hard and w.dim() == 2 else None) for name, w in weights.items()}
     x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     mismatches = batch_norm_layout_mismatches(net(x, arch).logsumexp(-1).sum())

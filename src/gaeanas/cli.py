@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from .errors import ConfigError, GaeanasError
 from .methods import METHODS
-from .rundir import CONFIG_FILE
+from .rundir import CONFIG_FILE, flag, prepare_run_dir
+from .runner import NullCallback
 from .runtime import DEVICES, PRECISIONS, resolve_device
-from .rundir import NullCallback, prepare_run_dir
 from .search import OBJECTIVES, Search, SearchConfig, load_config
 from .spaces import SPACES
 from .spaces.darts_genotypes import PUBLISHED
@@ -27,6 +27,24 @@ from .train import NETWORKS, SEEDS_FILE, TrainConfig
 CHOICES = {"space": sorted(SPACES), "method": sorted(METHODS), "objective": list(OBJECTIVES),
            "device": list(DEVICES), "precision": list(PRECISIONS), "network": sorted(NETWORKS)}
 STEP_REFRESH = 5  # update the progress bar's numbers every this many steps (each update syncs the device)
+HELP_FORMAT = argparse.RawDescriptionHelpFormatter  # keeps the examples' line breaks; defaults are in the help
+EXAMPLES = {
+    "search": """examples:
+  gaeanas search                                   # GAEA DARTS on NAS-Bench-201's cell, bundled digits
+  gaeanas search --space darts --method gaea-pcdarts --data path/to/cifar10/train --subset 10000 --epochs 10""",
+    "reproduce": """examples:
+  gaeanas reproduce nb201 --data path/to/cifar10/train --benchmark path/to/nb201-tss-test-acc.csv
+  gaeanas reproduce nb201 --scale cpu-deep --methods gaea-darts,darts --objectives bilevel --data ... --benchmark ...""",
+    "report": """examples:
+  gaeanas report runs/nb201-gaea-darts-erm-seed0-20261201-120000
+  gaeanas report runs/run-a runs/run-b --out plots/""",
+    "train": """examples:
+  gaeanas train --genotype runs/darts-gaea-pcdarts-bilevel-seed0-20261201-120000 --data path/to/cifar10
+  gaeanas train --genotype PC_DARTS --data digits --channels 8 --cells 5 --epochs 5 --seeds 0,1,2""",
+    "draw": """examples:
+  gaeanas draw PC_DARTS --out pc_darts
+  gaeanas draw runs/darts-gaea-pcdarts-bilevel-seed0-20261201-120000""",
+}
 
 
 class ProgressBar(NullCallback):
@@ -62,18 +80,43 @@ def _flag_type(field: dataclasses.Field, config_cls: type) -> Any:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_cls: type = SearchConfig) -> None:
-    """One flag per config field (defaults None, so a resumed run can tell what was given)."""
+    """One flag per config field (defaults None, so a resumed run can tell what was given).
+
+    The help shows the field's default once; a field whose default is None names its default in its help.
+    """
     for field in dataclasses.fields(config_cls):
         kind = _flag_type(field, config_cls)
         if kind not in (int, float, str, bool):
             continue
-        flag = "--" + field.name.replace("_", "-")
-        help_ = f"{field.metadata.get('help', '')} (default: {field.default})"
+        help_ = field.metadata.get("help", "")
+        if field.default is not None:
+            shown = ("on" if field.default else "off") if kind is bool else field.default
+            help_ += f" (default: {shown})"
         if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=None, choices=CHOICES.get(field.name),
+            parser.add_argument(flag(field.name), dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_)
+        else:
+            parser.add_argument(flag(field.name), dest=field.name, type=kind, default=None,
+                                choices=CHOICES.get(field.name), help=help_)
+
+
+def add_run_dir_flags(parser: argparse.ArgumentParser, what: str, out_help: str) -> None:
+    """The run-directory flags every running subcommand shares: --out, --resume, --cache-dir, --no-progress."""
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+    parser.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                        help=f"continue the {what} in DIR from its last checkpoint, with its saved settings")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where downloads and decoded datasets are cached (default: $GAEANAS_CACHE or "
+                             "~/.cache/gaeanas)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines still print)")
+
+
+def refuse_flags_on_resume(args: argparse.Namespace, config_cls: type, others: Sequence[str] = ()) -> None:
+    """--resume continues with the saved settings: any other setting given (except --device) is an error."""
+    given = [n for n in given_flags(args, config_cls) if n != "device"]
+    given += [n for n in ("out", *others) if getattr(args, n, None)]
+    if given:
+        raise ConfigError(f"--resume continues a run with its saved config.json; drop {', '.join(map(flag, given))}")
 
 
 def config_from_args(args: argparse.Namespace, config_cls: type = SearchConfig) -> Any:
@@ -105,11 +148,7 @@ def resumed(args: argparse.Namespace, load_config_of) -> tuple[Path, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     if args.resume:
-        extra = [f.name for f in dataclasses.fields(SearchConfig)
-                 if f.name != "device" and getattr(args, f.name, None) is not None]
-        if extra or args.out:
-            flags = ", ".join("--" + n.replace("_", "-") for n in extra + (["out"] if args.out else []))
-            raise ConfigError(f"--resume continues a run with its saved config.json; drop {flags}")
+        refuse_flags_on_resume(args, SearchConfig)
         run_dir, cfg = resumed(args, load_config)
     else:
         cfg = config_from_args(args)
@@ -235,11 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = TrainProgress(not args.no_progress)
     if args.resume:
-        extra = [n for n in given_flags(args, TrainConfig) if n != "device"]
-        extra += [n for n in ("out", "seeds") if getattr(args, n)]
-        if extra:
-            flags = ", ".join("--" + n.replace("_", "-") for n in extra)
-            raise ConfigError(f"--resume continues a training with its saved config; drop {flags}")
+        refuse_flags_on_resume(args, TrainConfig, ("seeds",))
         if (args.resume / SEEDS_FILE).is_file() and not (args.resume / CONFIG_FILE).is_file():
             print(f"resuming the seeds in {args.resume}")
             device = resolve_device(args.device or "auto")
@@ -312,61 +347,55 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gaeanas", description="Geometry-aware gradient-based NAS (GAEA).")
+    parser = argparse.ArgumentParser(prog="gaeanas", description="Geometry-aware gradient-based NAS (GAEA).",
+                                     formatter_class=HELP_FORMAT, epilog=EXAMPLES["search"])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
-    search = sub.add_parser("search", help="run an architecture search",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    search.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<space>-<method>-...)")
-    search.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR from its last checkpoint")
-    search.add_argument("--cache-dir", type=Path, default=None,
-                        help="where downloads and decoded datasets are cached (default: $GAEANAS_CACHE or ~/.cache/gaeanas)")
-    search.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
+    search = sub.add_parser("search", help="run an architecture search", formatter_class=HELP_FORMAT,
+                            epilog=EXAMPLES["search"])
+    add_run_dir_flags(search, "search", "run directory (default: runs/<space>-<method>-<objective>-seed<N>-<time>)")
     add_config_flags(search)
     search.set_defaults(func=cmd_search)
 
     repro = sub.add_parser("reproduce", help="reproduce the paper's NAS-Bench-201 table and figures",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HELP_FORMAT, epilog=EXAMPLES["reproduce"])
     repro.add_argument("benchmark_name", choices=["nb201"], help="which results to reproduce")
     repro.add_argument("--scale", choices=["paper", "cpu", "cpu-deep"], default="cpu",
                        help="paper: appendix C.3 for a GPU; cpu: C=8, N=1, 10k images, 10 epochs; "
-                            "cpu-deep: C=8, N=5, 16x16 images, 10k images, 20 epochs")
+                            "cpu-deep: C=8, N=5, 16x16 images, 10k images, 20 epochs (default: cpu)")
     repro.add_argument("--methods", type=_csv(str), default=None,
                        help="comma-separated methods (default: the paper's grid)")
     repro.add_argument("--objectives", type=_csv(str), default=None, help="comma-separated objectives")
-    repro.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds")
+    repro.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds (default: 0,1,2)")
     repro.add_argument("--data", required=True, help="CIFAR-10 training images (folder or python release)")
     repro.add_argument("--benchmark", required=True, help="NAS-Bench-201 table (CSV)")
     repro.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     repro.add_argument("--out", type=Path, default=None, help="results folder (default: results/nb201-<scale>)")
-    repro.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    repro.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     repro.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")
     repro.add_argument("--report-only", action="store_true",
                        help="run nothing: write the table and figures from the runs that have finished")
     repro.set_defaults(func=cmd_reproduce)
 
-    report = sub.add_parser("report", help="draw entropy.png and oracle.png for search runs (one or several)")
+    report = sub.add_parser("report", help="draw entropy.png and oracle.png for search runs (one or several)",
+                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["report"])
     report.add_argument("run_dir", type=Path, nargs="+", help="search run directories; several share the plots")
     report.add_argument("--out", type=Path, default=None,
                         help="where to write the plots (default: RUN_DIR; required with several runs)")
     report.set_defaults(func=cmd_report)
 
     train = sub.add_parser("train", help="train a DARTS-space cell from scratch (one seed or several)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HELP_FORMAT, epilog=EXAMPLES["train"])
     train.add_argument("--seeds", type=_csv(int), default=None,
                        help="comma-separated seeds: one training each into OUT/seed<N>/, then mean ± std")
-    train.add_argument("--out", type=Path, default=None,
-                       help="run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
-    train.add_argument("--resume", type=Path, default=None, metavar="DIR",
-                       help="continue the training (or the set of seeds) in DIR from its checkpoints")
-    train.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines still print)")
+    add_run_dir_flags(train, "training (or the set of seeds)",
+                      "run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
     add_config_flags(train, TrainConfig)
     train.set_defaults(func=cmd_train)
 
-    draw = sub.add_parser("draw", help="draw the normal and reduction cells of a DARTS-space genotype")
+    draw = sub.add_parser("draw", help="draw the normal and reduction cells of a DARTS-space genotype",
+                          formatter_class=HELP_FORMAT, epilog=EXAMPLES["draw"])
     draw.add_argument("genotype", help="a published name (DARTS_V2, PC_DARTS), random:SEED, a genotype file, a run directory, "
                                        "or the genotype text")
     draw.add_argument("--out", type=Path, default=None,

@@ -1,53 +1,176 @@
-"""Named search recipes: DARTS, GDAS, PC-DARTS (Liu 2019; Dong & Yang 2019; Xu 2020) and GAEA versions (Li 2021)."""
+"""Search methods as recipe objects: DARTS, GDAS, PC-DARTS (Liu 2019; Dong & Yang 2019; Xu 2020) and GAEA (Li 2021).
+
+A method is made of parts, each of which states the SearchConfig settings it reads and its defaults:
+- an architecture update (ArchUpdate): how the weights are parametrised and which optimizer moves them;
+- a relaxation recipe (RelaxationRecipe): how the weights mix candidate operations, and its per-epoch schedule;
+- the supernet's shape: PC-DARTS partial channels and edge normalisation;
+- a warm-up: epochs of weight training before the architecture learns.
+The search loop only calls a method's hooks (build_relaxation, build_arch_optimizer, on_epoch_start), so a
+method made of existing parts is one registry entry, and a new kind of update is one new ArchUpdate class.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
+
+import torch
 
 from .errors import ConfigError
+from .optim import create_arch_optimizer
+from .relax import GumbelHard, Mixture, Relaxation
+
+class ArchUpdate(ABC):
+    """How architecture weights are parametrised ("logits" or "simplex") and updated."""
+
+    parametrisation: ClassVar[str]
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """The SearchConfig fields this update reads, with this recipe's defaults."""
+
+    @abstractmethod
+    def build(self, params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+        """The optimizer for `params`, from a resolved config."""
+
+
+@dataclass(frozen=True)
+class AdamOnLogits(ArchUpdate):
+    """DARTS / GDAS: Adam on free logits behind a softmax. lr in logit units per step; weight decay is L2."""
+
+    lr: float = 3e-4
+    weight_decay: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    parametrisation: ClassVar[str] = "logits"
+
+    def settings(self) -> dict[str, Any]:
+        return {"arch_lr": self.lr, "arch_weight_decay": self.weight_decay}
+
+    def build(self, params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+        return create_arch_optimizer("adam", params, lr=cfg.arch_lr, betas=self.betas,
+                                     weight_decay=cfg.arch_weight_decay)
+
+
+@dataclass(frozen=True)
+class ExponentiatedGradientOnSimplex(ArchUpdate):
+    """GAEA: the weights live on simplices and move by exponentiated gradient (dimensionless step size)."""
+
+    lr: float = 0.1
+    floor: float = 1e-5
+    entropy_coef: float = 0.0
+    parametrisation: ClassVar[str] = "simplex"
+
+    def settings(self) -> dict[str, Any]:
+        return {"arch_lr": self.lr, "eg_floor": self.floor, "entropy_coef": self.entropy_coef}
+
+    def build(self, params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+        return create_arch_optimizer("eg", params, lr=cfg.arch_lr, floor=cfg.eg_floor, entropy_coef=cfg.entropy_coef)
+
+
+class RelaxationRecipe(ABC):
+    """How architecture weights mix candidate operations, and how that changes from epoch to epoch."""
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """The SearchConfig fields this relaxation reads, with this recipe's defaults."""
+
+    @abstractmethod
+    def build(self, cfg: Any, generator: torch.Generator | None) -> Relaxation:
+        """The relaxation for a resolved config; `generator` feeds any sampling."""
+
+    def on_epoch_start(self, relaxation: Relaxation, cfg: Any, epoch: int) -> dict[str, float]:
+        """Set this epoch's schedule on `relaxation`; return the values to log (none by default)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class SoftMixture(RelaxationRecipe):
+    """DARTS' continuous relaxation: every op runs, weighted; optional sparse skipping of small weights."""
+
+    def settings(self) -> dict[str, Any]:
+        return {"sparse_skip": 0.0}
+
+    def build(self, cfg: Any, generator: torch.Generator | None) -> Relaxation:
+        return Mixture(threshold=cfg.sparse_skip)
+
+
+def gumbel_temperature(tau_max: float, tau_min: float, epoch: int, epochs: int) -> float:
+    """Linear from tau_max at the first epoch to tau_min at the last (GDAS)."""
+    return tau_max - (tau_max - tau_min) * epoch / max(epochs - 1, 1)
+
+
+@dataclass(frozen=True)
+class GumbelSampling(RelaxationRecipe):
+    """GDAS: one op per edge drawn by Gumbel-max, temperature annealed linearly from tau_max to tau_min."""
+
+    tau_max: float = 10.0
+    tau_min: float = 0.1
+
+    def settings(self) -> dict[str, Any]:
+        return {"tau_max": self.tau_max, "tau_min": self.tau_min}
+
+    def build(self, cfg: Any, generator: torch.Generator | None) -> Relaxation:
+        return GumbelHard(tau=cfg.tau_max, generator=generator)
+
+    def on_epoch_start(self, relaxation: Relaxation, cfg: Any, epoch: int) -> dict[str, float]:
+        relaxation.tau = gumbel_temperature(cfg.tau_max, cfg.tau_min, epoch, cfg.epochs)  # type: ignore[attr-defined]
+        return {"tau": relaxation.tau}  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class Method:
-    """How architecture weights are parametrised, mixed and updated.
+    """A registered search method: its parts and its supernet shape.
 
-    parametrisation: "logits" (softmax of free parameters) or "simplex" (the weights themselves).
-    relaxation: "mixture" (all ops, weighted) or "gumbel" (one sampled op per edge per step).
-    optimizer / arch_lr / optimizer_kwargs: the architecture optimizer (see gaeanas.optim).
     partial_channels: K of PC-DARTS: only 1/K of the channels go through the mixed op (1: all of them).
     edge_norm: PC-DARTS edge normalisation: a learned weight for each incoming edge of a node.
-    defaults: SearchConfig fields this method sets unless given (e.g. warmup_epochs).
+    warmup_epochs: default epochs of weight training before the architecture starts to learn.
     """
 
     name: str
-    parametrisation: str
-    relaxation: str
-    optimizer: str
-    arch_lr: float
-    optimizer_kwargs: dict = field(default_factory=dict)
-    description: str = ""
+    description: str
+    update: ArchUpdate
+    relaxation: RelaxationRecipe
     partial_channels: int = 1
     edge_norm: bool = False
-    defaults: dict = field(default_factory=dict)
+    warmup_epochs: int = 0
+
+    @property
+    def parametrisation(self) -> str:
+        return self.update.parametrisation
+
+    def settings(self) -> dict[str, Any]:
+        """Every SearchConfig field this method reads, with its defaults."""
+        return {"warmup_epochs": self.warmup_epochs, **self.update.settings(), **self.relaxation.settings()}
+
+    def build_relaxation(self, cfg: Any, generator: torch.Generator | None = None) -> Relaxation:
+        return self.relaxation.build(cfg, generator)
+
+    def build_arch_optimizer(self, cfg: Any, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return self.update.build(params, cfg)
+
+    def on_epoch_start(self, relaxation: Relaxation, cfg: Any, epoch: int) -> dict[str, float]:
+        """Apply the per-epoch schedule; returns the scheduled values, for the epoch's log record."""
+        return self.relaxation.on_epoch_start(relaxation, cfg, epoch)
 
 
-_ADAM = {"betas": (0.5, 0.999), "weight_decay": 1e-3}
+_ADAM, _EG, _EG_GDAS = AdamOnLogits(lr=3e-4), ExponentiatedGradientOnSimplex(lr=0.1), ExponentiatedGradientOnSimplex(lr=0.01)
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("darts", "logits", "mixture", "adam", 3e-4, _ADAM,
-           "first-order DARTS: softmax over logits, Adam"),
-    Method("gaea-darts", "simplex", "mixture", "eg", 0.1, {},
-           "GAEA DARTS: weights on the simplex, exponentiated gradient"),
-    Method("gdas", "logits", "gumbel", "adam", 3e-4, _ADAM,
-           "GDAS: Gumbel straight-through hard sampling from softmax logits, Adam"),
-    Method("gaea-gdas", "simplex", "gumbel", "eg", 0.01, {},
-           "GAEA GDAS: Gumbel hard sampling from log(theta) on the simplex, exponentiated gradient"),
-    Method("pcdarts", "logits", "mixture", "adam", 6e-4, _ADAM,
-           "PC-DARTS: 1/4 of the channels through each edge, softmax edge weights per node, Adam",
-           partial_channels=4, edge_norm=True, defaults={"warmup_epochs": 15}),
-    Method("gaea-pcdarts", "simplex", "mixture", "eg", 0.1, {},
-           "GAEA PC-DARTS: PC-DARTS with op and edge weights on simplices, exponentiated gradient",
-           partial_channels=4, edge_norm=True, defaults={"warmup_epochs": 10}),
+    Method("darts", "first-order DARTS: softmax over logits, Adam", _ADAM, SoftMixture()),
+    Method("gaea-darts", "GAEA DARTS: weights on the simplex, exponentiated gradient", _EG, SoftMixture()),
+    Method("gdas", "GDAS: Gumbel straight-through hard sampling from softmax logits, Adam", _ADAM, GumbelSampling()),
+    Method("gaea-gdas", "GAEA GDAS: Gumbel hard sampling from log(theta) on the simplex, exponentiated gradient",
+           _EG_GDAS, GumbelSampling()),
+    Method("pcdarts", "PC-DARTS: 1/4 of the channels through each edge, softmax edge weights per node, Adam",
+           AdamOnLogits(lr=6e-4), SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=15),
+    Method("gaea-pcdarts", "GAEA PC-DARTS: PC-DARTS with op and edge weights on simplices, exponentiated gradient",
+           _EG, SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=10),
 )}
+
+
+def method_settings() -> frozenset[str]:
+    """The SearchConfig fields that belong to methods: each is refused under a method that does not read it."""
+    return frozenset(name for m in METHODS.values() for name in m.settings())
 
 
 def get_method(name: str) -> Method:
@@ -55,3 +178,7 @@ def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; known: {sorted(METHODS)}")
     return METHODS[name]
+
+
+__all__ = ["ArchUpdate", "AdamOnLogits", "ExponentiatedGradientOnSimplex", "RelaxationRecipe", "SoftMixture",
+           "GumbelSampling", "Method", "METHODS", "get_method", "method_settings", "gumbel_temperature"]

@@ -1,7 +1,6 @@
 """Reproduce the GAEA paper's NAS-Bench-201 table and figures (Li et al., ICLR 2021, Table 2, Figures 1 and 4)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -14,8 +13,9 @@ from .errors import ConfigError
 from .methods import METHODS
 from .nasbench import NB201Table
 from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, write_table_csv
-from .rundir import CONFIG_FILE, RESULT_FILE
-from .search import OBJECTIVES, Search, SearchCallback, SearchConfig, load_config
+from .rundir import RESULT_FILE
+from .runner import PlannedRun, run_set
+from .search import OBJECTIVES, Search, SearchCallback, SearchConfig
 
 # Overrides of SearchConfig for each scale.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -33,6 +33,9 @@ DEFAULT_GRID: tuple[tuple[str, str], ...] = (
     ("gaea-gdas", "bilevel"), ("gdas", "bilevel"),
 )
 DEFAULT_SEEDS = (0, 1, 2)
+# A saved run is the wanted one whatever the device or the benchmark table's path; crop_pad is resolved from the
+# images' size only when the run starts.
+SAME_SETUP_IGNORES = frozenset({"device", "benchmark", "crop_pad"})
 # darts and gaea-darts run without `none` in the paper's NB201 reproductions; gdas keeps all five ops.
 EXCLUDE_NONE = {"darts": True, "gaea-darts": True, "gdas": False, "gaea-gdas": False}
 
@@ -80,13 +83,6 @@ def grid_config(run: GridRun, scale: str, data: str, benchmark: str | None, **ov
     return SearchConfig(**values)
 
 
-def _same_setup(saved: SearchConfig, wanted: SearchConfig) -> bool:
-    """Whether a saved run was made with the wanted settings (ignoring device and benchmark path)."""
-    ignore = {"device", "benchmark", "crop_pad"}
-    a, b = dataclasses.asdict(saved), dataclasses.asdict(wanted.resolved())
-    return all(a[k] == b[k] for k in a if k not in ignore and b.get(k) is not None)
-
-
 def run_grid(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, data: str,
              benchmark: str | None, device: torch.device, callbacks: Sequence[SearchCallback] = (),
              on_run_start: Callable[[int, GridRun, bool], None] | None = None,
@@ -96,23 +92,13 @@ def run_grid(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, da
     on_run_start(index, run, reused) is called before each cell; callbacks follow each search.
     """
     runs_dir = Path(out_dir) / "runs"
-    paths = []
-    for index, run in enumerate(grid):
-        path = runs_dir / run.name
-        cfg = grid_config(run, scale, data, benchmark, **overrides)
-        started = (path / CONFIG_FILE).is_file()
-        if started and not _same_setup(load_config(path), cfg):
-            raise ConfigError(f"{path} holds a run with other settings than --scale {scale}; "
-                              "move it away or use another results folder")
-        reused = (path / RESULT_FILE).is_file()
-        if on_run_start is not None:
-            on_run_start(index, run, reused)
-        if not reused:
-            saved = load_config(path) if started else cfg
-            Search(dataclasses.replace(saved, device=str(device), benchmark=benchmark), path, device,
-                   callbacks, cache_dir).run()
-        paths.append(path)
-    return paths
+    planned = [PlannedRun(runs_dir / run.name, grid_config(run, scale, data, benchmark, **overrides).resolved())
+               for run in grid]
+    started = None if on_run_start is None else (lambda index, reused: on_run_start(index, grid[index], reused))
+    run_set(planned, Search, SearchConfig, device, callbacks, cache_dir, ignore=SAME_SETUP_IGNORES,
+            refresh={"device": str(device), "benchmark": benchmark}, on_run_start=started,
+            mismatch=f"holds a run with other settings than --scale {scale}")
+    return [p.path for p in planned]
 
 
 def finished_runs(grid: Sequence[GridRun], out_dir: str | os.PathLike) -> list[Path]:

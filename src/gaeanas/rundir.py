@@ -7,7 +7,8 @@ import logging
 import os
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+import subprocess
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -16,6 +17,7 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = "config.json", "log.jsonl", "checkpoint.pt", "result.json"
+RUN_INFO_KEY = "run_info"  # config.json's record of what ran it (versions, commit, device); not a setting
 
 C = TypeVar("C")
 
@@ -23,6 +25,11 @@ C = TypeVar("C")
 def opt(default: Any, help: str) -> Any:
     """A config field with its help text (shown by the CLI, which builds its flags from these fields)."""
     return field(default=default, metadata={"help": help})
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field: arch_lr -> --arch-lr."""
+    return "--" + name.replace("_", "-")
 
 
 def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -35,14 +42,45 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
 
 
 def read_config(run_dir: str | os.PathLike, cls: type[C]) -> C:
-    """The config a run directory was started with (its config.json) as a `cls`."""
+    """The config a run directory was started with (its config.json, less its run_info) as a `cls`.
+
+    A class may define `from_saved(values)` to read configs written by earlier versions.
+    """
     path = Path(run_dir) / CONFIG_FILE
     try:
-        return config_from_dict(cls, json.loads(path.read_text()))
+        values = json.loads(path.read_text())
+        values.pop(RUN_INFO_KEY, None)
+        return cls.from_saved(values) if hasattr(cls, "from_saved") else config_from_dict(cls, values)  # type: ignore[attr-defined]
     except FileNotFoundError:
         raise ConfigError(f"no {CONFIG_FILE} in {run_dir}") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path} is not valid JSON: {err}") from None
+
+
+def write_config(run_dir: Path, settings: dict[str, Any], device: torch.device) -> None:
+    """config.json: the settings a run uses, plus run_info (what ran it, see provenance())."""
+    write_json(run_dir / CONFIG_FILE, {**settings, RUN_INFO_KEY: provenance(device)})
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    """The package version, its git commit and whether the tree was dirty (None outside a checkout),
+    the torch version and the resolved device."""
+    from . import __version__
+
+    commit, dirty = _git_state(Path(__file__).resolve().parent)
+    return {"gaeanas_version": __version__, "git_commit": commit, "git_dirty": dirty,
+            "torch_version": torch.__version__, "device": str(device)}
+
+
+def _git_state(folder: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files differ from it) of the checkout holding `folder`, or (None, None)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Path], Any]) -> None:
@@ -50,6 +88,11 @@ def atomic_write_bytes(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content (a finished run's result.json, say)."""
+    return json.loads(path.read_text())
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -103,88 +146,6 @@ def prepare_run_dir(run_dir: str | os.PathLike, resume: bool) -> Path:
     return path
 
 
-class EpochRunner:
-    """An epoch loop that lives in a run directory: config.json, log.jsonl, checkpoint.pt, result.json.
-
-    Subclasses set cfg, run_dir, device, callbacks and epoch, and implement state_dict(), load_state_dict(),
-    _run_epoch() (one epoch; returns its log record) and _result().
-    """
-
-    cfg: Any
-    run_dir: Path
-    device: torch.device
-    callbacks: list
-    epoch: int
-
-    def run(self) -> dict[str, Any]:
-        """Run the remaining epochs, logging and checkpointing each one; write and return result.json."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / CONFIG_FILE, dataclasses.asdict(self.cfg))
-        self._restore()
-        while self.epoch < self.cfg.epochs:
-            record = self._run_epoch()
-            append_log(self.run_dir, record)
-            write_checkpoint(self.run_dir, self.state_dict())
-            for cb in self.callbacks:
-                cb.on_epoch_end(record)
-        result = self._result()
-        write_json(self.run_dir / RESULT_FILE, result)
-        return result
-
-    def _restore(self) -> None:
-        """Continue from the checkpoint if there is one, dropping log lines written after it."""
-        state = read_checkpoint(self.run_dir, self.device)
-        if state is None:  # nothing to continue from: any logged epochs are stale
-            truncate_log(self.run_dir, 0)
-            return
-        self.load_state_dict(state)
-        truncate_log(self.run_dir, self.epoch)
-        log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def _run_epoch(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _result(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-def run_or_resume(runner: Callable[..., Any], config_cls: type, cfg: Any, run_dir: str | os.PathLike,
-                  device: torch.device | str, callbacks: Any, resume: bool, cache_dir: Any) -> dict[str, Any]:
-    """Start `runner(cfg, path, device, callbacks, cache_dir).run()` in a new run directory, or continue one
-    from its own config.json (resume=True, cfg ignored). Returns the result dict."""
-    path = prepare_run_dir(run_dir, resume)
-    if resume:
-        cfg = read_config(path, config_cls)
-    return runner(cfg, path, torch.device(device), callbacks, cache_dir).run()
-
-
-class EpochCallback(Protocol):
-    """Hooks a training loop (search or from-scratch) calls; all optional to implement (see NullCallback)."""
-
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def on_step(self, step: int, metrics: dict[str, torch.Tensor]) -> None: ...
-    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
-
-
-class NullCallback:
-    """A callback that does nothing; subclass and override what you need."""
-
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def on_step(self, step: int, metrics: dict[str, torch.Tensor]) -> None:
-        pass
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        pass
-
-
-__all__ = ["CONFIG_FILE", "LOG_FILE", "CHECKPOINT_FILE", "RESULT_FILE", "opt", "config_from_dict", "read_config",
-           "atomic_write_bytes", "write_json", "read_log", "append_log", "truncate_log", "write_checkpoint",
-           "read_checkpoint", "prepare_run_dir", "EpochCallback", "NullCallback"]
+__all__ = ["CONFIG_FILE", "LOG_FILE", "CHECKPOINT_FILE", "RESULT_FILE", "opt", "flag", "config_from_dict", "read_config",
+           "atomic_write_bytes", "read_json", "write_json", "read_log", "append_log", "truncate_log", "write_checkpoint",
+           "read_checkpoint", "prepare_run_dir", "write_config", "provenance", "RUN_INFO_KEY"]

@@ -12,24 +12,20 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from .data import DeviceLoader, ImageDataset, channel_stats, load_dataset, seeded_subset, split_in_two
+from .data import ImageDataset, channel_stats, load_dataset, seeded_subset, split_in_two
 from .errors import ConfigError
-from .methods import Method, get_method
+from .methods import Method, get_method, method_settings
 from .nasbench import NB201Table
-from .optim import create_arch_optimizer
-from .relax import Architecture, create_relaxation
-from .rundir import (EpochCallback, EpochRunner, config_from_dict, opt, read_config, read_log,
-                     run_or_resume)
-from .runtime import PRECISIONS, autocast, rng_states, set_rng_states
-from .spaces import SearchModel, candidate_ops, get_space
+from .relax import Architecture
+from .rundir import config_from_dict, flag, opt, read_config, read_log
+from .runner import (EpochCallback, EpochRunner, run_or_resume, seeded, sgd_step, sgd_with_cosine,
+                     training_loader)
+from .runtime import PRECISIONS, autocast
+from .spaces import SearchModel, SearchSpace, candidate_ops, get_space, space_settings
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("erm", "bilevel")
-
-
-# Used when neither the method nor the space sets a default.
-RESOLVE_FALLBACKS: dict[str, Any] = {"warmup_epochs": 0}
 
 
 @dataclass
@@ -63,15 +59,20 @@ class SearchConfig:
     weight_decay: float = opt(3e-4, "L2 coefficient on the network weights")
     grad_clip: float = opt(5.0, "max L2 norm of the weights' gradient; 0 disables")
     # architecture
-    arch_lr: float | None = opt(None, "architecture step size; default: the method's (darts/gdas 3e-4, gaea-darts 0.1, gaea-gdas 0.01)")
-    arch_weight_decay: float | None = opt(None, "Adam's weight decay on architecture logits; default: the method's (1e-3)")
-    eg_floor: float = opt(1e-5, "exponentiated gradient clamps weights to at least this")
-    entropy_coef: float = opt(0.0, "exponentiated gradient's KL-to-uniform regulariser")
-    arch_grad_clip: float = opt(0.0, "max L2 norm of the architecture gradient; 0 disables")
-    sparse_skip: float = opt(0.0, "skip ops whose mixing weight is below this (counted as 0) so the search speeds "
-                                  "up as the weights sparsify; soft-mixture methods only; 0 disables")
-    tau_max: float = opt(10.0, "Gumbel temperature at the first epoch (gdas, gaea-gdas)")
-    tau_min: float = opt(0.1, "Gumbel temperature at the last epoch")
+    # architecture: settings left None take the method's default; one the method does not read is refused
+    arch_lr: float | None = opt(None, "architecture step size; default: the method's (darts/gdas 3e-4, pcdarts 6e-4, "
+                                      "gaea-darts/gaea-pcdarts 0.1, gaea-gdas 0.01)")
+    arch_weight_decay: float | None = opt(None, "Adam's L2 weight decay on architecture logits (darts, gdas, "
+                                                "pcdarts); default: 1e-3")
+    eg_floor: float | None = opt(None, "exponentiated gradient clamps weights to at least this (gaea-* methods); "
+                                       "default: 1e-5")
+    entropy_coef: float | None = opt(None, "exponentiated gradient's KL-to-uniform regulariser (gaea-* methods); "
+                                           "default: 0")
+    arch_grad_clip: float = opt(0.0, "max L2 norm of the architecture gradient, over all its tensors; 0 disables")
+    sparse_skip: float | None = opt(None, "skip ops whose mixing weight is below this (counted as 0) so the search "
+                                          "speeds up as the weights sparsify (soft-mixture methods); default: 0, off")
+    tau_max: float | None = opt(None, "Gumbel temperature at the first epoch (gdas, gaea-gdas); default: 10")
+    tau_min: float | None = opt(None, "Gumbel temperature at the last epoch (gdas, gaea-gdas); default: 0.1")
     warmup_epochs: int | None = opt(None, "epochs of weight training before the architecture starts to learn; "
                                           "default: the method's (0, pcdarts 15, gaea-pcdarts 10)")
     # run
@@ -79,19 +80,18 @@ class SearchConfig:
     device: str = opt("auto", "auto, cpu or cuda")
     precision: str = opt("fp32", "fp32 or bf16 (autocast; parameters and optimizers stay fp32)")
     channels_last: bool = opt(True, "channels_last memory format for images and weights (faster on CPU and GPU)")
-    benchmark: str | None = opt(None, "NAS-Bench-201 table (CSV) for oracle accuracies")
+    benchmark: str | None = opt(None, "NAS-Bench-201 table (CSV) for oracle accuracies (space nb201)")
     extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 
     def resolved(self) -> "SearchConfig":
-        """A copy with every unset field filled from the method's, then the space's defaults; range-checked.
+        """A copy with every unset field filled from the method's, then the space's defaults; checked.
 
-        Precedence: a value given here > the method's default > the space's default > RESOLVE_FALLBACKS.
+        A method or space setting that the chosen method or space does not read is refused (ConfigError).
         """
         space, method = get_space(self.space), get_method(self.method)
-        method_defaults = {"arch_lr": method.arch_lr,
-                           "arch_weight_decay": method.optimizer_kwargs.get("weight_decay", 0.0),
-                           **method.defaults}
-        layers = (method_defaults, space.defaults, RESOLVE_FALLBACKS)
+        refuse_unused(self, method, space)
+        space.check_method(method)
+        layers = (method.settings(), space.defaults)
         filled = {}
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is None:
@@ -113,21 +113,35 @@ class SearchConfig:
                     "channels": self.channels, "cells": self.cells, "tau_min": self.tau_min}
         for name, value in positive.items():
             if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be > 0, got {value}")
+                raise ConfigError(f"{flag(name)} must be > 0, got {value}")
         non_negative = {"lr_min": self.lr_min, "momentum": self.momentum, "weight_decay": self.weight_decay,
-                        "grad_clip": self.grad_clip, "crop_pad": self.crop_pad or 0, "warmup_epochs": self.warmup_epochs,
-                        "entropy_coef": self.entropy_coef, "arch_grad_clip": self.arch_grad_clip}
+                        "grad_clip": self.grad_clip, "crop_pad": self.crop_pad, "warmup_epochs": self.warmup_epochs,
+                        "entropy_coef": self.entropy_coef, "arch_grad_clip": self.arch_grad_clip,
+                        "arch_weight_decay": self.arch_weight_decay}
         for name, value in non_negative.items():
-            if value < 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}")
+            if value is not None and value < 0:
+                raise ConfigError(f"{flag(name)} must be >= 0, got {value}")
         if self.subset is not None and self.subset < 2:
-            raise ConfigError(f"subset must be at least 2 images, got {self.subset}")
-        if not 0.0 <= self.sparse_skip < 1.0:
-            raise ConfigError(f"sparse_skip must be in [0, 1), got {self.sparse_skip}")
-        if self.sparse_skip and get_method(self.method).relaxation != "mixture":
-            raise ConfigError(f"sparse_skip applies to soft-mixture methods; {self.method!r} samples one op per edge")
-        if self.benchmark is not None and self.space != "nb201":
-            raise ConfigError("--benchmark is a NAS-Bench-201 table; it only applies to --space nb201")
+            raise ConfigError(f"--subset must be at least 2 images, got {self.subset}")
+        for name in ("sparse_skip", "eg_floor"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"{flag(name)} must be in [0, 1), got {value}")
+
+    def record(self) -> dict[str, Any]:
+        """The settings this config's method and space use (what config.json keeps)."""
+        unused = _unused_settings(get_method(self.method), get_space(self.space))
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> "SearchConfig":
+        """From a config.json; one written before settings were refused may hold its method's unused ones."""
+        try:
+            unused = _unused_settings(get_method(values.get("method", cls.method)),
+                                      get_space(values.get("space", cls.space)))
+        except ConfigError:
+            unused = frozenset()
+        return cls.from_dict({k: v for k, v in values.items() if k not in unused})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
@@ -138,29 +152,34 @@ class SearchConfig:
 SearchCallback = EpochCallback  # the hooks the search loop calls
 
 
+def _unused_settings(method: Method, space: SearchSpace) -> frozenset[str]:
+    """Method and space settings that this method and space do not read."""
+    return (method_settings() - set(method.settings())) | (space_settings() - space.settings)
+
+
+def refuse_unused(cfg: SearchConfig, method: Method, space: SearchSpace) -> None:
+    """ConfigError, naming the flag, for the first setting given that the method or space does not read."""
+    from .methods import METHODS
+    from .spaces import SPACES
+
+    for name in sorted(_unused_settings(method, space)):
+        if getattr(cfg, name) is None:
+            continue
+        if name in method_settings() and name not in method.settings():
+            users = ", ".join(m for m in METHODS if name in METHODS[m].settings())
+            raise ConfigError(f"{flag(name)} does not apply to method {method.name!r} (it is read by: {users})")
+        users = ", ".join(s for s in SPACES if name in SPACES[s].settings)
+        raise ConfigError(f"{flag(name)} does not apply to space {space.name!r} (only to: {users})")
+
+
 def build_search_model(cfg: SearchConfig, num_classes: int, gumbel_generator: torch.Generator | None = None
                        ) -> SearchModel:
-    """Supernet + architecture parameters + relaxation for a resolved config (uses the global torch RNG)."""
+    """Supernet + architecture parameters + the method's relaxation for a resolved config (global torch RNG)."""
     space, method = get_space(cfg.space), get_method(cfg.method)
     ops = candidate_ops(space, cfg.exclude_none)
     net = space.build_supernet(cfg.channels, cfg.cells, num_classes, ops, method)
     arch = Architecture(space.arch_shapes(ops, method), method.parametrisation)
-    if method.relaxation == "gumbel":
-        relax_kwargs: dict[str, Any] = {"tau": cfg.tau_max, "generator": gumbel_generator}
-    else:
-        relax_kwargs = {"threshold": cfg.sparse_skip}
-    return SearchModel(space, net, arch, create_relaxation(method.relaxation, **relax_kwargs), ops)
-
-
-def build_arch_optimizer(cfg: SearchConfig, method: Method, params: Sequence[torch.nn.Parameter]
-                         ) -> torch.optim.Optimizer:
-    """The method's architecture optimizer with the config's overrides."""
-    kwargs = dict(method.optimizer_kwargs)
-    if method.optimizer == "adam":
-        kwargs["weight_decay"] = cfg.arch_weight_decay
-    else:
-        kwargs.update(floor=cfg.eg_floor, entropy_coef=cfg.entropy_coef)
-    return create_arch_optimizer(method.optimizer, params, lr=cfg.arch_lr, **kwargs)
+    return SearchModel(space, net, arch, method.build_relaxation(cfg, gumbel_generator), ops)
 
 
 def default_crop_pad(image_size: tuple[int, int]) -> int:
@@ -168,25 +187,19 @@ def default_crop_pad(image_size: tuple[int, int]) -> int:
     return max(1, round(4 * min(image_size) / 32))
 
 
-def gumbel_temperature(cfg: SearchConfig, epoch: int) -> float:
-    """Linear from tau_max at the first epoch to tau_min at the last (GDAS)."""
-    return cfg.tau_max - (cfg.tau_max - cfg.tau_min) * epoch / max(cfg.epochs - 1, 1)
-
-
 class SearchStep:
     """The two updates of one search step on a built model: architecture (on its batch), then weights.
 
-    Owns the SGD weight optimizer and the method's architecture optimizer; the search loop and the speed
-    benchmark both drive it.
+    Owns the SGD weight optimizer with its cosine schedule and the method's architecture optimizer; the search
+    loop and the speed benchmarks drive it.
     """
 
     def __init__(self, cfg: SearchConfig, model: SearchModel, device: torch.device) -> None:
         self.cfg, self.model, self.device = cfg, model, device
         self.weight_params = model.weight_parameters()
         self.arch_params = model.arch_parameters()
-        self.weight_opt = torch.optim.SGD(self.weight_params, lr=cfg.lr, momentum=cfg.momentum,
-                                          weight_decay=cfg.weight_decay)
-        self.arch_opt = build_arch_optimizer(cfg, get_method(cfg.method), self.arch_params)
+        self.weight_opt, self.scheduler = sgd_with_cosine(self.weight_params, cfg)
+        self.arch_opt = get_method(cfg.method).build_arch_optimizer(cfg, self.arch_params)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean cross-entropy in fp32, number correct) under the config's precision."""
@@ -210,11 +223,7 @@ class SearchStep:
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One SGD update of the network weights on (x, y); returns (loss*n, correct, n)."""
         loss, correct = self.loss(x, y)
-        self.weight_opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.weight_params)
-        if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.weight_params, self.cfg.grad_clip)
-        self.weight_opt.step()
+        sgd_step(loss, self.weight_params, self.weight_opt, self.cfg.grad_clip)
         return torch.stack([loss.detach() * len(y), correct.float(), loss.new_tensor(len(y))])
 
 
@@ -234,7 +243,7 @@ class Search(EpochRunner):
 
     def __init__(self, cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.device,
                  callbacks: Sequence[SearchCallback] = (), cache_dir: str | os.PathLike | None = None) -> None:
-        self.cfg = cfg.resolved()
+        self.cfg = dataclasses.replace(cfg.resolved(), device=str(device))
         self.run_dir = Path(run_dir)
         self.device = device
         self.callbacks = list(callbacks)
@@ -246,24 +255,21 @@ class Search(EpochRunner):
     # ---- construction -------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg, device = self.cfg, self.device
-        torch.manual_seed(cfg.seed)
         weight_set, arch_set = load_search_data(cfg, self.cache_dir)
         if cfg.crop_pad is None:
             self.cfg = cfg = dataclasses.replace(cfg, crop_pad=default_crop_pad(weight_set.image_size))
         mean, std = channel_stats(weight_set.images)
         self.generators = {name: torch.Generator(device=device).manual_seed(cfg.seed * 1000 + i)
                            for i, name in enumerate(("weights", "arch", "gumbel"))}
-        loader = dict(augment=cfg.crop_pad > 0 or cfg.flip, crop_pad=cfg.crop_pad, flip=cfg.flip,
-                      mean=mean, std=std, channels_last=cfg.channels_last)
-        self.weight_loader = DeviceLoader(weight_set.to(device), cfg.batch_size, self.generators["weights"], **loader)
-        self.arch_loader = DeviceLoader(arch_set.to(device), cfg.batch_size, self.generators["arch"], **loader)
+        self.weight_loader = training_loader(weight_set, cfg, self.generators["weights"], device, mean, std)
+        self.arch_loader = training_loader(arch_set, cfg, self.generators["arch"], device, mean, std)
         self.classes = weight_set.classes
-        self.model = build_search_model(cfg, len(self.classes), self.generators["gumbel"]).to(device)
+        with seeded(cfg.seed, device):
+            self.model = build_search_model(cfg, len(self.classes), self.generators["gumbel"]).to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.step = SearchStep(cfg, self.model, device)
-        self.weight_opt, self.arch_opt = self.step.weight_opt, self.step.arch_opt
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_opt, cfg.epochs, eta_min=cfg.lr_min)
+        self.weight_opt, self.arch_opt, self.scheduler = self.step.weight_opt, self.step.arch_opt, self.step.scheduler
         self.epoch = 0
         log.info("search: %s/%s/%s on %s (%d weight, %d arch images, %d classes) on %s", cfg.space, cfg.method,
                  cfg.objective, cfg.data, len(weight_set), len(arch_set), len(self.classes), device)
@@ -278,8 +284,8 @@ class Search(EpochRunner):
             "weight_optimizer": self.weight_opt.state_dict(),
             "arch_optimizer": self.arch_opt.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": {**rng_states(self.device), **{k: g.get_state() for k, g in self.generators.items()}},
-            "config": dataclasses.asdict(self.cfg),
+            "rng": {k: g.get_state() for k, g in self.generators.items()},
+            "config": self.cfg.record(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -287,7 +293,6 @@ class Search(EpochRunner):
         self.weight_opt.load_state_dict(state["weight_optimizer"])
         self.arch_opt.load_state_dict(state["arch_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_states(state["rng"], self.device)
         for name, gen in self.generators.items():
             gen.set_state(state["rng"][name])
         self.epoch = state["epoch"]
@@ -295,8 +300,7 @@ class Search(EpochRunner):
     # ---- the epoch ------------------------------------------------------------------------------
     def _run_epoch(self) -> dict[str, Any]:
         cfg, epoch = self.cfg, self.epoch
-        if self.method.relaxation == "gumbel":
-            self.model.relax.tau = gumbel_temperature(cfg, epoch)
+        scheduled = self.method.on_epoch_start(self.model.relax, cfg, epoch)
         learn_arch = epoch >= cfg.warmup_epochs
         lr = self.weight_opt.param_groups[0]["lr"]
         for cb in self.callbacks:
@@ -316,7 +320,7 @@ class Search(EpochRunner):
                     cb.on_step(step, metrics)
         self.scheduler.step()
         self.epoch += 1
-        return self._epoch_record(totals.tolist(), lr, time.perf_counter() - start)
+        return {**self._epoch_record(totals.tolist(), lr, time.perf_counter() - start), **scheduled}
 
     def _arch_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Architecture batches for one epoch: a fresh shuffle of the architecture set, cycled if short."""
@@ -337,8 +341,6 @@ class Search(EpochRunner):
             "lr": lr,
             "seconds": seconds,
         }
-        if self.method.relaxation == "gumbel":
-            record["tau"] = self.model.relax.tau
         if self.table is not None:
             record["oracle"] = self.table.query(genotype)
         return record
@@ -372,4 +374,4 @@ def run_search(cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.devi
 
 
 __all__ = ["SearchConfig", "Search", "SearchStep", "SearchCallback", "run_search", "load_config",
-           "build_search_model", "gumbel_temperature", "OBJECTIVES"]
+           "build_search_model", "refuse_unused", "OBJECTIVES"]

@@ -17,9 +17,10 @@ from torch import nn
 from .data import DeviceLoader, ImageDataset, channel_stats, load_dataset, seeded_subset
 from .errors import ConfigError, DataError
 from .report import mean_std
-from .rundir import (CONFIG_FILE, RESULT_FILE, EpochCallback, EpochRunner, config_from_dict, opt, prepare_run_dir,
-                     read_config, read_log, run_or_resume, write_json)
-from .runtime import PRECISIONS, autocast, rng_states, set_rng_states
+from .rundir import config_from_dict, flag, opt, read_config, read_log, write_json
+from .runner import (EpochCallback, EpochRunner, PlannedRun, run_or_resume, run_set, seeded, sgd_step,
+                     sgd_with_cosine, training_loader)
+from .runtime import PRECISIONS, autocast
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                 drop_path_schedule)
 from .spaces.darts_genotypes import PUBLISHED, Genotype, load_genotype
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 NETWORKS: dict[str, type[nn.Module]] = {"cifar": NetworkCIFAR, "imagenet": NetworkImageNet}
 SUMMARY_FILE, SEEDS_FILE = "summary.json", "seeds.json"
 SUBSET_SEED = 0  # --subset / --test-subset pick the same images whatever the training seed
+DEFAULT_AUXILIARY_WEIGHT = 0.4  # DARTS
 
 
 @dataclass
@@ -43,7 +45,8 @@ class TrainConfig:
     channels: int = opt(36, "C, channels of the first cells, doubled at each reduction (ImageNet mobile: 48)")
     cells: int = opt(20, "L, cells; reduction cells at L//3 and 2L//3 (ImageNet mobile: 14)")
     auxiliary: bool = opt(True, "auxiliary classifier after cell 2L//3, used in training only")
-    auxiliary_weight: float = opt(0.4, "weight of the auxiliary head's cross-entropy in the training loss")
+    auxiliary_weight: float | None = opt(None, "weight of the auxiliary head's cross-entropy in the training loss "
+                                               "(with --auxiliary); default: 0.4")
     drop_path: float = opt(0.3, "drop-path probability at the end of training, linear from 0 "
                                 "(epoch e of E uses drop_path * e / E); 0 disables")
     # data
@@ -76,9 +79,13 @@ class TrainConfig:
         depend on that file staying as it was.
         """
         self.validate()
+        if self.auxiliary_weight is not None and not self.auxiliary:
+            raise ConfigError(f"{flag('auxiliary_weight')} does not apply with --no-auxiliary (there is no auxiliary head)")
+        filled = dataclasses.replace(self, auxiliary_weight=DEFAULT_AUXILIARY_WEIGHT if self.auxiliary and
+                                     self.auxiliary_weight is None else self.auxiliary_weight)
         if self.genotype in PUBLISHED:
-            return dataclasses.replace(self)
-        return dataclasses.replace(self, genotype=str(load_genotype(self.genotype)))
+            return filled
+        return dataclasses.replace(filled, genotype=str(load_genotype(self.genotype)))
 
     def validate(self) -> None:
         """Raise ConfigError naming the first out-of-range setting."""
@@ -93,8 +100,8 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("auxiliary_weight", "crop_pad", "cutout", "lr_min", "momentum", "weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"drop_path must be in [0, 1), got {self.drop_path}")
         if self.channels % 2:
@@ -102,6 +109,13 @@ class TrainConfig:
         for name in ("subset", "test_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 image, got {getattr(self, name)}")
+
+    def record(self) -> dict[str, Any]:
+        """The settings this training uses (what config.json keeps): all but an unused auxiliary weight."""
+        values = dataclasses.asdict(self)
+        if not self.auxiliary:
+            values.pop("auxiliary_weight")
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -143,7 +157,7 @@ class Trainer(EpochRunner):
 
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
                  callbacks: Sequence[EpochCallback] = (), cache_dir: str | os.PathLike | None = None) -> None:
-        self.cfg = cfg.resolved()
+        self.cfg = dataclasses.replace(cfg.resolved(), device=str(device))
         self.genotype = load_genotype(self.cfg.genotype)
         self.run_dir = Path(run_dir)
         self.device = device
@@ -153,25 +167,23 @@ class Trainer(EpochRunner):
     # ---- construction -------------------------------------------------------------------------
     def _setup(self, cache_dir: str | os.PathLike | None) -> None:
         cfg, device = self.cfg, self.device
-        torch.manual_seed(cfg.seed)
         train_set, test_set = load_train_data(cfg, cache_dir)
         mean, std = channel_stats(train_set.images)
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000)
-        self.train_loader = DeviceLoader(
-            train_set.to(device), cfg.batch_size, self.generator, augment=cfg.crop_pad > 0 or cfg.flip,
-            crop_pad=cfg.crop_pad, flip=cfg.flip, mean=mean, std=std, channels_last=cfg.channels_last,
-            cutout=cfg.cutout)
+        self.drop_path_generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1)
+        self.train_loader = training_loader(train_set, cfg, self.generator, device, mean, std, cutout=cfg.cutout)
         self.test_loader = DeviceLoader(  # no randomness: in order, no augmentation
             test_set.to(device), cfg.batch_size, torch.Generator(device=device), augment=False, shuffle=False,
             mean=mean, std=std, channels_last=cfg.channels_last)
         self.classes = train_set.classes
         self.image_size = train_set.image_size
-        self.model = build_network(cfg, self.genotype, len(self.classes)).to(device)
+        with seeded(cfg.seed, device):
+            self.model = build_network(cfg, self.genotype, len(self.classes)).to(device)
+        self.model.drop_path_generator = self.drop_path_generator
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, cfg.epochs, eta_min=cfg.lr_min)
+        self.params = list(self.model.parameters())
+        self.optimizer, self.scheduler = sgd_with_cosine(self.params, cfg)
         self.epoch = 0
         log.info("train: %s network (C=%d, L=%d) on %s (%d train, %d test images, %d classes) on %s", cfg.network,
                  cfg.channels, cfg.cells, cfg.data, len(train_set), len(test_set), len(self.classes), device)
@@ -181,15 +193,15 @@ class Trainer(EpochRunner):
         """Everything needed to continue bit-for-bit: weights, optimizer, schedule, RNG states, epoch."""
         return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "rng": {**rng_states(self.device), "data": self.generator.get_state()},
-                "config": dataclasses.asdict(self.cfg)}
+                "rng": {"data": self.generator.get_state(), "drop_path": self.drop_path_generator.get_state()},
+                "config": self.cfg.record()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_states(state["rng"], self.device)
         self.generator.set_state(state["rng"]["data"])
+        self.drop_path_generator.set_state(state["rng"]["drop_path"])
         self.epoch = state["epoch"]
 
     def _run_epoch(self) -> dict[str, Any]:
@@ -217,12 +229,8 @@ class Trainer(EpochRunner):
         """One SGD update on (x, y); returns (main-head loss * n, correct, n)."""
         with autocast(self.device, self.cfg.precision):
             logits, aux_logits = self.model(x)
-        loss = training_loss(logits, aux_logits, y, self.cfg.auxiliary_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        loss = training_loss(logits, aux_logits, y, self.cfg.auxiliary_weight or 0.0)
+        sgd_step(loss, self.params, self.optimizer, self.cfg.grad_clip)
         main_loss = F.cross_entropy(logits.detach().float(), y)
         correct = (logits.detach().argmax(dim=1) == y).sum()
         return torch.stack([main_loss * len(y), correct.float(), main_loss.new_tensor(len(y))])
@@ -271,13 +279,6 @@ def run_training(cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.dev
     return run_or_resume(Trainer, TrainConfig, cfg, run_dir, device, callbacks, resume, cache_dir)
 
 
-def _same_setup(a: TrainConfig, b: TrainConfig) -> bool:
-    """Whether two resolved configs differ at most in seed and device."""
-    ignore = {"seed", "device"}
-    da, db = dataclasses.asdict(a), dataclasses.asdict(b)
-    return all(da[k] == db[k] for k in da if k not in ignore)
-
-
 def run_seeds(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Sequence[int],
               device: torch.device | str = "cpu", callbacks: Sequence[EpochCallback] = (),
               on_run_start: Callable[[int, int, bool], None] | None = None,
@@ -290,32 +291,21 @@ def run_seeds(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Sequence[int]
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
-    out, base = Path(out_dir), cfg.resolved()
-    device = torch.device(device)
-    results = []
-    for index, seed in enumerate(seeds):
-        path, wanted = out / f"seed{seed}", dataclasses.replace(base, seed=seed)
-        started = (path / CONFIG_FILE).is_file()
-        if started and not _same_setup(load_train_config(path), wanted):
-            raise ConfigError(f"{path} holds a training with other settings; move it away or use another --out")
-        reused = (path / RESULT_FILE).is_file()
-        trainer = None
-        if not reused:  # building the trainer loads the data, so bad input fails before anything is written
-            run_cfg = load_train_config(path) if started else wanted
-            trainer = Trainer(run_cfg, prepare_run_dir(path, resume=started), device, callbacks, cache_dir)
+    out, base, device = Path(out_dir), cfg.resolved(), torch.device(device)
+    runs = [PlannedRun(out / f"seed{seed}", dataclasses.replace(base, seed=seed)) for seed in seeds]
+
+    def started(index: int, reused: bool) -> None:  # the first runner is built: the data loaded
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / SEEDS_FILE, {"seeds": list(seeds), "config": dataclasses.asdict(base)})
+        write_json(out / SEEDS_FILE, {"seeds": list(seeds), "config": base.record()})
         if on_run_start is not None:
-            on_run_start(index, seed, reused)
-        results.append(read_result(path) if trainer is None else trainer.run())
+            on_run_start(index, seeds[index], reused)
+
+    results = run_set(runs, Trainer, TrainConfig, device, callbacks, cache_dir, ignore=frozenset({"seed", "device"}),
+                      refresh={"device": str(device)}, on_run_start=started,
+                      mismatch="holds a training with other settings")
     summary = summarise(results, seeds)
     write_json(out / SUMMARY_FILE, summary)
     return summary
-
-
-def read_result(run_dir: Path) -> dict[str, Any]:
-    """A finished run's result.json."""
-    return json.loads((run_dir / RESULT_FILE).read_text())
 
 
 def summarise(results: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:

@@ -1,35 +1,44 @@
-"""Architecture optimizers: exponentiated gradient (GAEA) and the baselines' Adam, by name."""
+"""Architecture optimizers by name: exponentiated gradient (GAEA) and the baselines' Adam, timm-style registry."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 import torch
 
 from ..errors import ConfigError
 from .eg import ExponentiatedGradient, check_on_simplex, exponentiated_gradient_step
 
-__all__ = ["ExponentiatedGradient", "exponentiated_gradient_step", "check_on_simplex",
+__all__ = ["ExponentiatedGradient", "exponentiated_gradient_step", "check_on_simplex", "OptimInfo",
            "ARCH_OPTIMIZERS", "create_arch_optimizer"]
 
 
-def _adam(params: Iterable[torch.Tensor], lr: float, weight_decay: float = 1e-3,
-          betas: tuple[float, float] = (0.5, 0.999), **_: object) -> torch.optim.Optimizer:
-    """Adam as DARTS/GDAS use it on architecture logits."""
-    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+@dataclass(frozen=True)
+class OptimInfo:
+    """A registry entry: the optimizer class, the keyword arguments it accepts, and their defaults here."""
+
+    name: str
+    cls: type[torch.optim.Optimizer]
+    parametrisation: str  # what the parameters hold: "logits" or "simplex" (rows on the simplex)
+    accepts: tuple[str, ...]
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
-def _eg(params: Iterable[torch.Tensor], lr: float, floor: float = 1e-5, entropy_coef: float = 0.0,
-        max_grad_norm: float | None = None, **_: object) -> torch.optim.Optimizer:
-    """Exponentiated gradient on simplex parameters."""
-    return ExponentiatedGradient(params, lr=lr, floor=floor, entropy_coef=entropy_coef,
-                                 max_grad_norm=max_grad_norm)
+ARCH_OPTIMIZERS: dict[str, OptimInfo] = {info.name: info for info in (
+    # Adam as DARTS/GDAS use it on architecture logits.
+    OptimInfo("adam", torch.optim.Adam, "logits", ("lr", "betas", "weight_decay"),
+              {"betas": (0.5, 0.999), "weight_decay": 1e-3}),
+    OptimInfo("eg", ExponentiatedGradient, "simplex", ("lr", "floor", "entropy_coef"),
+              {"floor": 1e-5, "entropy_coef": 0.0}),
+)}
 
 
-ARCH_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": _adam, "eg": _eg}
-
-
-def create_arch_optimizer(name: str, params: Iterable[torch.Tensor], **kwargs: object) -> torch.optim.Optimizer:
-    """Build a registered architecture optimizer by name."""
+def create_arch_optimizer(name: str, params: Iterable[torch.Tensor], **kwargs: Any) -> torch.optim.Optimizer:
+    """Build a registered architecture optimizer; an argument it does not accept is an error, not ignored."""
     if name not in ARCH_OPTIMIZERS:
         raise ConfigError(f"unknown architecture optimizer {name!r}; known: {sorted(ARCH_OPTIMIZERS)}")
-    return ARCH_OPTIMIZERS[name](params, **kwargs)
+    info = ARCH_OPTIMIZERS[name]
+    unknown = sorted(set(kwargs) - set(info.accepts))
+    if unknown:
+        raise ConfigError(f"architecture optimizer {name!r} does not take {unknown}; it takes {list(info.accepts)}")
+    return info.cls(params, **{**info.defaults, **kwargs})

@@ -58,7 +58,8 @@ class ExponentiatedGradient(torch.optim.Optimizer):
             so no weight reaches zero and every operation can recover.
         entropy_coef: coefficient of the regulariser sum(theta * log(theta * k)) = KL(theta || uniform)
             added to the loss (0 disables it).
-        max_grad_norm: if set, clip the gradient of each parameter to this L2 norm first.
+
+    Gradient clipping is the caller's (the search step clips the architecture gradient once, for every method).
     """
 
     def __init__(
@@ -67,7 +68,6 @@ class ExponentiatedGradient(torch.optim.Optimizer):
         lr: float = 0.1,
         floor: float = 1e-5,
         entropy_coef: float = 0.0,
-        max_grad_norm: float | None = None,
     ) -> None:
         if not lr > 0:
             raise ConfigError(f"learning rate must be > 0, got {lr}")
@@ -75,9 +75,7 @@ class ExponentiatedGradient(torch.optim.Optimizer):
             raise ConfigError(f"floor must be in [0, 1), got {floor}")
         if entropy_coef < 0:
             raise ConfigError(f"entropy_coef must be >= 0, got {entropy_coef}")
-        if max_grad_norm is not None and not max_grad_norm > 0:
-            raise ConfigError(f"max_grad_norm must be > 0, got {max_grad_norm}")
-        defaults = dict(lr=lr, floor=floor, entropy_coef=entropy_coef, max_grad_norm=max_grad_norm)
+        defaults = dict(lr=lr, floor=floor, entropy_coef=entropy_coef)
         super().__init__(params, defaults)
         for group in self.param_groups:
             if not group["lr"] > 0:
@@ -96,9 +94,5 @@ class ExponentiatedGradient(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.to(p.dtype)
-                if group["max_grad_norm"] is not None:
-                    norm = grad.norm()
-                    grad = grad * (group["max_grad_norm"] / (norm + 1e-12)).clamp(max=1.0)
-                exponentiated_gradient_step(p, grad, group["lr"], group["floor"], group["entropy_coef"])
+                exponentiated_gradient_step(p, p.grad.to(p.dtype), group["lr"], group["floor"], group["entropy_coef"])
         return loss

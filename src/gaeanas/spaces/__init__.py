@@ -1,8 +1,8 @@
-"""Search spaces by name, and the search model that joins a supernet to its architecture parameters."""
+"""Search spaces by name (the SearchSpace contract), and the search model that joins a supernet to its weights."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -13,29 +13,57 @@ from . import darts, nb201
 from .darts_genotypes import Genotype as DartsGenotype
 
 
-@dataclass(frozen=True)
-class SearchSpace:
-    """What the search loop needs to know about a space."""
+class SearchSpace(Protocol):
+    """What a search space provides; registering one in SPACES runs the contract tests on it.
+
+    name, ops: its name and candidate operations, in the architecture tensors' column order.
+    defaults: SearchConfig fields it sets unless given (channels, cells, objective, epochs, batch_size, lr, lr_min).
+    settings: SearchConfig fields only this space reads (e.g. nb201's `benchmark`); refused in other spaces.
+    check_method(method): raise ConfigError if the method's supernet shape does not fit the space.
+    build_supernet(channels, cells, num_classes, ops, method): the supernet; forward(x, {name: Mixing}).
+    arch_shapes(ops, method): {tensor name: shape (..., k)}, one row per decision.
+    discretise({name: probs}, ops): the genotype the weights select; str(genotype) round-trips via parse_genotype.
+    """
 
     name: str
-    ops: tuple[str, ...]                                        # candidate operations, in column order
-    build_supernet: Callable[..., nn.Module]                    # (channels, cells, num_classes, ops, method)
-    arch_shapes: Callable[[Sequence[str], Any], dict[str, tuple[int, ...]]]  # (ops, method)
+    ops: tuple[str, ...]
+    defaults: dict[str, Any]
+    settings: frozenset[str]
+
+    def check_method(self, method: Any) -> None: ...
+    def build_supernet(self, channels: int, cells: int, num_classes: int, ops: Sequence[str], method: Any
+                       ) -> nn.Module: ...
+    def arch_shapes(self, ops: Sequence[str], method: Any) -> dict[str, tuple[int, ...]]: ...
+    def discretise(self, probs: dict[str, torch.Tensor], ops: Sequence[str]) -> Any: ...
+    def parse_genotype(self, text: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RegisteredSpace:
+    """A SearchSpace made of a space module's functions."""
+
+    name: str
+    ops: tuple[str, ...]
+    check_method: Callable[[Any], None]
+    build_supernet: Callable[..., nn.Module]
+    arch_shapes: Callable[[Sequence[str], Any], dict[str, tuple[int, ...]]]
     discretise: Callable[[dict[str, torch.Tensor], Sequence[str]], Any]
     parse_genotype: Callable[[str], Any]
-    defaults: dict[str, Any] = field(default_factory=dict)     # SearchConfig fields: channels, cells, epochs, ...
+    defaults: dict[str, Any] = field(default_factory=dict)
+    settings: frozenset[str] = frozenset()
 
 
 SPACES: dict[str, SearchSpace] = {
-    "nb201": SearchSpace(
-        name="nb201", ops=nb201.OPS,
+    "nb201": RegisteredSpace(
+        name="nb201", ops=nb201.OPS, check_method=nb201.check_method,
         build_supernet=nb201.build_supernet, arch_shapes=nb201.arch_shapes, discretise=nb201.discretise,
         parse_genotype=nb201.Genotype.parse,
         # The GAEA paper's appendix C.3.
         defaults={"channels": 16, "cells": 5, "objective": "erm", "epochs": 25, "batch_size": 64,
-                  "lr": 0.025, "lr_min": 0.001}),
-    "darts": SearchSpace(
-        name="darts", ops=darts.OPS,
+                  "lr": 0.025, "lr_min": 0.001},
+        settings=frozenset({"benchmark"})),
+    "darts": RegisteredSpace(
+        name="darts", ops=darts.OPS, check_method=darts.check_method,
         build_supernet=darts.build_supernet, arch_shapes=darts.arch_shapes, discretise=darts.discretise,
         parse_genotype=DartsGenotype.parse,
         # The GAEA paper's appendix C.1.1 (PC-DARTS / GAEA PC-DARTS search).
@@ -49,6 +77,11 @@ def get_space(name: str) -> SearchSpace:
     if name not in SPACES:
         raise ConfigError(f"unknown search space {name!r}; known: {sorted(SPACES)}")
     return SPACES[name]
+
+
+def space_settings() -> frozenset[str]:
+    """The SearchConfig fields that belong to some space: each is refused in a space that does not read it."""
+    return frozenset().union(*(space.settings for space in SPACES.values()))
 
 
 def candidate_ops(space: SearchSpace, exclude_none: bool) -> tuple[str, ...]:

@@ -267,6 +267,10 @@ def _check_config(channels: int, cells: int, num_classes: int, partial: int) -> 
         raise ConfigError(f"partial channels with K={partial} need channels divisible by K; got channels={channels}")
 
 
+def check_method(method) -> None:
+    """Every registered method fits the DARTS space: it has partial channels and edge weights."""
+
+
 def build_supernet(channels: int, cells: int, num_classes: int, ops: Sequence[str] = OPS, method=None) -> Supernet:
     """The search-time supernet (BN without affine parameters), with the method's partial channels / edge norm."""
     return Supernet(channels, cells, num_classes, ops, partial=_partial_k(method), edge_norm=_edge_norm(method),
@@ -323,4 +327,4 @@ def discretise(probs: dict[str, torch.Tensor], ops: Sequence[str]) -> Genotype:
 
 
 __all__ = ["OPS", "EDGES", "NODES", "CELL_KINDS", "MULTIPLIER", "MixedOp", "SearchCell", "Supernet", "build_supernet",
-           "arch_shapes", "discretise", "edge_tensor_name", "reduction_cells"]
+           "check_method", "arch_shapes", "discretise", "edge_tensor_name", "reduction_cells"]

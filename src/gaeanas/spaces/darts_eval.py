@@ -14,15 +14,15 @@ __all__ = ["drop_path", "EvalCell", "AuxiliaryHead", "NetworkCIFAR", "NetworkIma
            "count_multiply_adds", "drop_path_schedule"]
 
 
-def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
+def drop_path(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero each sample's tensor with probability p and scale the kept ones by 1/(1-p) (unbiased).
 
-    Uses the global torch RNG of x's device, so a run's RNG state captures it.
+    Draws from `generator` (on x's device), or the global torch RNG when None.
     """
     if p <= 0.0:
         return x
     keep = 1.0 - p
-    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep, generator=generator)
     return x * mask / keep
 
 
@@ -53,19 +53,21 @@ class EvalCell(nn.Module):
         self.ops = nn.ModuleList(DARTS_OPS[name](c, 2 if reduction and index < 2 else 1, True) for name, index in pairs)
         self.multiplier = len(self.concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for k in range(0, len(self.ops), 2):
-            node = self._edge(k, states, drop_prob) + self._edge(k + 1, states, drop_prob)
+            node = self._edge(k, states, drop_prob, generator) + self._edge(k + 1, states, drop_prob, generator)
             states.append(node)
         # cat's backward hands each state a strided slice of the gradient; BN backward is slow on those (CPU)
         return torch.cat([gradient_in_input_layout(states[i]) for i in self.concat], dim=1)  # (B, mult * C, H, W)
 
-    def _edge(self, k: int, states: Sequence[torch.Tensor], drop_prob: float) -> torch.Tensor:
+    def _edge(self, k: int, states: Sequence[torch.Tensor], drop_prob: float,
+              generator: torch.Generator | None) -> torch.Tensor:
         op = self.ops[k]
         h = op(states[self.inputs[k]])
         if self.training and not isinstance(op, nn.Identity):
-            h = drop_path(h, drop_prob)
+            h = drop_path(h, drop_prob, generator)
         return h
 
 
@@ -98,6 +100,7 @@ class _Network(nn.Module):
     """Shared body: a stack of cells with reductions at L//3 and 2L//3, and the auxiliary head after 2L//3."""
 
     stem_multiplier = 3
+    drop_path_generator: torch.Generator | None = None  # drop-path's noise; None: the global torch RNG
 
     def _build_cells(self, genotype: Genotype, c: int, cells: int, c_prev_prev: int, c_prev: int,
                      reduction_prev: bool) -> int:
@@ -121,7 +124,7 @@ class _Network(nn.Module):
     def _run_cells(self, s0: torch.Tensor, s1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux_logits = None
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob, self.drop_path_generator)
             if i == self.aux_index and self.auxiliary is not None and self.training:
                 aux_logits = self.auxiliary(s1)
         return s1, aux_logits
@@ -131,7 +134,7 @@ class NetworkCIFAR(_Network):
     """The CIFAR evaluation network: 3x3 stem to 3C, `cells` cells, global pooling, linear classifier.
 
     forward(x) returns (logits, aux_logits), aux_logits being None in eval mode or without the head.
-    Set `drop_path_prob` before each epoch (see drop_path_schedule).
+    Set `drop_path_prob` before each epoch (see drop_path_schedule), and `drop_path_generator` for seeded noise.
     """
 
     def __init__(self, genotype: Genotype, channels: int = 36, cells: int = 20, num_classes: int = 10,

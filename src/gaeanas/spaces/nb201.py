@@ -205,19 +205,22 @@ class Supernet(nn.Module):
         return self.head(x)
 
 
-def _check_method(method) -> None:
-    if method is not None and (method.partial_channels != 1 or method.edge_norm):
+def check_method(method) -> None:
+    """Refuse methods whose supernet shape this space does not have (partial channels, edge weights)."""
+    if method.partial_channels != 1 or method.edge_norm:
         raise ConfigError(f"method {method.name!r} uses partial channels / edge normalisation, "
                           "which the NAS-Bench-201 space does not have; use --space darts")
 
 
 def build_supernet(channels: int, cells: int, num_classes: int, ops: Sequence[str], method=None) -> Supernet:
     """The search-time supernet (BN without affine parameters)."""
-    _check_method(method)
+    if method is not None:
+        check_method(method)
     return Supernet(channels, cells, num_classes, ops, affine=False)
 
 
 def arch_shapes(ops: Sequence[str], method=None) -> dict[str, tuple[int, ...]]:
     """Architecture tensors of this space: one (6, k) decision for the shared cell."""
-    _check_method(method)
+    if method is not None:
+        check_method(method)
     return {"cell": (len(EDGES), len(ops))}

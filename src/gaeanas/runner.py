@@ -1,0 +1,181 @@
+"""The runner core shared by search and from-scratch training: seeded set-up, SGD on a cosine schedule, the
+weight step, the epoch loop in a run directory, and sets of runs that reuse finished runs and resume started ones."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import torch
+
+from .data import DeviceLoader, ImageDataset
+from .errors import ConfigError
+from .rundir import (CONFIG_FILE, RESULT_FILE, append_log, prepare_run_dir, read_checkpoint, read_config,
+                     read_json, truncate_log, write_checkpoint, write_config, write_json)
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the block with the global torch RNG seeded; the caller's RNG state is restored afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def sgd_with_cosine(params: Sequence[torch.nn.Parameter], cfg: Any
+                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """SGD (cfg.lr, cfg.momentum, cfg.weight_decay) whose rate follows a cosine from cfg.lr to cfg.lr_min over
+    cfg.epochs epochs (the scheduler steps once per epoch)."""
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, eta_min=cfg.lr_min)
+
+
+def sgd_step(loss: torch.Tensor, params: Sequence[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+             grad_clip: float) -> None:
+    """One update of `params` on `loss`: gradients of `params` only, clipped to grad_clip L2 norm (0: no clip)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=list(params))
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+
+def training_loader(ds: ImageDataset, cfg: Any, generator: torch.Generator, device: torch.device,
+                    mean: torch.Tensor, std: torch.Tensor, cutout: int = 0) -> DeviceLoader:
+    """Shuffled, augmented batches of cfg.batch_size (random crop with cfg.crop_pad, cfg.flip, Cutout) on device."""
+    return DeviceLoader(ds.to(device), cfg.batch_size, generator, augment=cfg.crop_pad > 0 or cfg.flip,
+                        crop_pad=cfg.crop_pad, flip=cfg.flip, mean=mean, std=std, channels_last=cfg.channels_last,
+                        cutout=cutout)
+
+
+class EpochCallback(Protocol):
+    """Hooks a training loop (search or from-scratch) calls; all optional to implement (see NullCallback)."""
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def on_step(self, step: int, metrics: dict[str, torch.Tensor]) -> None: ...
+    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+class NullCallback:
+    """A callback that does nothing; subclass and override what you need."""
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def on_step(self, step: int, metrics: dict[str, torch.Tensor]) -> None:
+        pass
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        pass
+
+
+class EpochRunner:
+    """An epoch loop that lives in a run directory: config.json, log.jsonl, checkpoint.pt, result.json.
+
+    Subclasses set cfg (with record()), run_dir, device, callbacks and epoch, and implement state_dict(),
+    load_state_dict(), _run_epoch() (one epoch; returns its log record) and _result().
+    """
+
+    cfg: Any
+    run_dir: Path
+    device: torch.device
+    callbacks: list
+    epoch: int
+
+    def run(self) -> dict[str, Any]:
+        """Run the remaining epochs, logging and checkpointing each one; write and return result.json."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(self.run_dir, self.cfg.record(), self.device)
+        self._restore()
+        while self.epoch < self.cfg.epochs:
+            record = self._run_epoch()
+            append_log(self.run_dir, record)
+            write_checkpoint(self.run_dir, self.state_dict())
+            for cb in self.callbacks:
+                cb.on_epoch_end(record)
+        result = self._result()
+        write_json(self.run_dir / RESULT_FILE, result)
+        return result
+
+    def _restore(self) -> None:
+        """Continue from the checkpoint if there is one, dropping log lines written after it."""
+        state = read_checkpoint(self.run_dir, self.device)
+        if state is None:  # nothing to continue from: any logged epochs are stale
+            truncate_log(self.run_dir, 0)
+            return
+        self.load_state_dict(state)
+        truncate_log(self.run_dir, self.epoch)
+        log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _run_epoch(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _result(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+RunnerFactory = Callable[..., EpochRunner]  # (cfg, run_dir, device, callbacks, cache_dir) -> runner
+
+
+def run_or_resume(runner: RunnerFactory, config_cls: type, cfg: Any, run_dir: str | os.PathLike,
+                  device: torch.device | str, callbacks: Any, resume: bool, cache_dir: Any) -> dict[str, Any]:
+    """Start `runner(cfg, path, device, callbacks, cache_dir).run()` in a new run directory, or continue one
+    from its own config.json (resume=True, cfg ignored). Returns the result dict."""
+    path = prepare_run_dir(run_dir, resume)
+    if resume:
+        cfg = read_config(path, config_cls)
+    return runner(cfg, path, torch.device(device), callbacks, cache_dir).run()
+
+
+def same_setup(saved: Any, wanted: Any, ignore: frozenset[str]) -> bool:
+    """Whether a saved config records the wanted settings, apart from `ignore` and settings wanted as None."""
+    have, want = saved.record(), wanted.record()
+    return all(have.get(k) == v for k, v in want.items() if k not in ignore and v is not None)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One run of a set: its directory and the config it is to have."""
+
+    path: Path
+    cfg: Any
+
+
+def run_set(runs: Sequence[PlannedRun], runner: RunnerFactory, config_cls: type, device: torch.device,
+            callbacks: Sequence[EpochCallback], cache_dir: Any, ignore: frozenset[str],
+            refresh: dict[str, Any], on_run_start: Callable[[int, bool], None] | None = None,
+            mismatch: str = "holds a run with other settings") -> list[dict[str, Any]]:
+    """Run each planned run: a finished one (result.json) is reused, a started one resumed from its own config
+    (with `refresh` applied, e.g. the device), a new one started. A started run whose saved config differs from
+    the plan (apart from `ignore`) is an error. Each runner is built, loading its data, before
+    on_run_start(index, reused) is called, so bad input fails before anything is written."""
+    results = []
+    for index, planned in enumerate(runs):
+        started = (planned.path / CONFIG_FILE).is_file()
+        saved = read_config(planned.path, config_cls) if started else None
+        if saved is not None and not same_setup(saved, planned.cfg, ignore):
+            raise ConfigError(f"{planned.path} {mismatch}; move it away or use another results folder")
+        reused = (planned.path / RESULT_FILE).is_file()
+        run = None
+        if not reused:
+            cfg = dataclasses.replace(saved or planned.cfg, **refresh)
+            run = runner(cfg, prepare_run_dir(planned.path, resume=started), device, callbacks, cache_dir)
+        if on_run_start is not None:
+            on_run_start(index, reused)
+        results.append(read_json(planned.path / RESULT_FILE) if run is None else run.run())
+    return results
+
+
+__all__ = ["seeded", "sgd_with_cosine", "sgd_step", "training_loader", "EpochCallback", "NullCallback",
+           "EpochRunner", "run_or_resume", "same_setup", "PlannedRun", "run_set"]
