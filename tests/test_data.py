@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from gaeanas import data
+from gaeanas.data import folders
 from gaeanas.data import (DeviceLoader, ImageDataset, RemoteDataset, augment_batch, channel_stats,
                           load_dataset, normalize, seeded_subset, split_in_two)
 from gaeanas.errors import DataError
@@ -183,7 +184,9 @@ def test_folder_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pyt
     def boom(*_: object) -> None:
         raise AssertionError("decoded despite the cache")
 
-    monkeypatch.setattr(data, "_decode_images", boom)
+    monkeypatch.setattr(folders, "_decode_images", boom)  # where _load_image_folder looks it up
+    with pytest.raises(AssertionError, match="decoded despite"):  # the patch is live: an empty cache decodes
+        load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "other-cache")
     again = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache")
     assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
     assert again.classes == first.classes

@@ -1,0 +1,134 @@
+"""Datasets by name or path (digits, image folders, CIFAR) via load_dataset; resizing, seeded subsets, splits."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import DataError
+from .cifar import _find_cifar_folder, _load_cifar
+from .download import REMOTE_DATASETS, _cache_root, _ensure_remote
+from .folders import _load_image_folder, _split_folder
+from .images import SPLITS, ImageDataset
+
+__all__ = ["KNOWN_DATASETS", "DIGITS_TRAIN_SIZE", "load_dataset", "seeded_subset", "split_in_two"]
+
+KNOWN_DATASETS = ("digits", "cifar10", "cifar100")
+DIGITS_TRAIN_SIZE = 1500
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_dataset(spec: str = "digits", split: str = "train", resize: int | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> ImageDataset:
+    """Load a dataset by name ("digits", "cifar10", "cifar100") or path, as uint8 CPU tensors.
+
+    A path may be an image folder (one subfolder per class), a folder holding `train/` and
+    `test/` image folders, or an official CIFAR-10/100 python release folder (or its parent).
+    """
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int) or resize < 1):
+        raise DataError(f"resize must be a positive integer or None, got {resize!r}")
+    spec = os.fspath(spec)
+    key = spec.lower()
+    if key == "digits":
+        ds = _load_digits(split)
+    elif key in REMOTE_DATASETS:
+        folder = _ensure_remote(key, _cache_root(cache_dir))
+        ds = _load_cifar(folder, split)
+    else:
+        return _load_path(spec, split, resize, cache_dir)
+    return _resize_dataset(ds, resize)
+
+
+def _load_path(spec: str, split: str, resize: int | None,
+               cache_dir: str | os.PathLike | None) -> ImageDataset:
+    """Dispatch a path spec to the CIFAR or the image-folder reader."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"unknown dataset {spec!r}: not a known name ({', '.join(_known_names())}) "
+                        f"and no such file or folder: {path.absolute()}")
+    if not path.is_dir():
+        raise DataError(f"dataset path is not a folder: {path.absolute()}")
+    cifar = _find_cifar_folder(path)
+    if cifar is not None:
+        return _resize_dataset(_load_cifar(cifar, split), resize)
+    root = _split_folder(path, split)
+    return _load_image_folder(root, resize, _cache_root(cache_dir))
+
+
+def _known_names() -> list[str]:
+    return sorted({"digits", *REMOTE_DATASETS})
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def _load_digits(split: str) -> ImageDataset:
+    """scikit-learn's bundled 8x8 digits; fixed seed-0 split of 1,500 train / 297 test."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise DataError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from err
+    pixels, targets = _digits_arrays(load_digits)
+    order = np.random.RandomState(0).permutation(len(pixels))  # legacy RNG: stable across numpy versions
+    part = np.sort(order[:DIGITS_TRAIN_SIZE] if split == "train" else order[DIGITS_TRAIN_SIZE:])
+    images = torch.from_numpy(pixels[part]).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    return ImageDataset(images, torch.from_numpy(targets[part]), [str(c) for c in range(10)], "digits")
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays(load_digits: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray]:
+    """All 1,797 digits as uint8 (N, 8, 8) in 0..255, and their int64 labels (read once)."""
+    bunch = load_digits()
+    pixels = np.rint(np.asarray(bunch.images, dtype=np.float64) * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    return pixels, np.asarray(bunch.target, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- resizing
+
+
+def _resize_dataset(ds: ImageDataset, resize: int | None, chunk: int = 4096) -> ImageDataset:
+    """Bilinear, antialiased resize of every image to resize x resize (no-op when None or equal)."""
+    if resize is None or ds.image_size == (resize, resize):
+        return ds
+    out = torch.empty((len(ds), ds.images.shape[1], resize, resize), dtype=torch.uint8, device=ds.images.device)
+    for start in range(0, len(ds), chunk):
+        block = ds.images[start:start + chunk].float()
+        block = F.interpolate(block, size=(resize, resize), mode="bilinear", align_corners=False, antialias=True)
+        out[start:start + chunk] = block.round_().clamp_(0, 255).to(torch.uint8)
+    return ImageDataset(out, ds.labels, ds.classes, ds.name)
+
+
+# --------------------------------------------------------------------------- subsets
+
+
+def seeded_subset(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
+    """`n` distinct images drawn at random (reproducible from `seed`), kept in dataset order."""
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or n > len(ds):
+        raise DataError(f"subset size must be in 1..{len(ds)} for {ds.name!r}, got {n!r}")
+    idx = _seeded_perm(len(ds), seed)[:n].sort().values
+    return ds.take(idx)
+
+
+def split_in_two(ds: ImageDataset, seed: int, fraction: float = 0.5) -> tuple[ImageDataset, ImageDataset]:
+    """Disjoint random halves (reproducible from `seed`); the first has round(fraction * N) images."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"split fraction must be strictly between 0 and 1, got {fraction!r}")
+    k = round(fraction * len(ds))
+    if k == 0 or k == len(ds):
+        raise DataError(f"splitting {len(ds)} images at fraction {fraction} leaves one part empty")
+    perm = _seeded_perm(len(ds), seed)
+    return ds.take(perm[:k].sort().values), ds.take(perm[k:].sort().values)
+
+
+def _seeded_perm(n: int, seed: int) -> torch.Tensor:
+    """A CPU permutation of range(n) from a private generator seeded with `seed`."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
