@@ -1,12 +1,15 @@
 """Candidate operations: shapes for every registered op; FactorizedReduce and the undilated depthwise conv
-against their definitions."""
+against their definitions; every op's fused kernel against its blocks one by one."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gaeanas.ops import (DARTS_OPS, NB201_OPS, DepthwiseConv2d, FactorizedReduce, depthwise_conv2d,
-                         factorized_reduce_together)
+from gaeanas.kernels import depthwise_conv2d, factorized_reduce_together, fused_kernel
+from gaeanas.ops import DARTS_FUSED, DARTS_OPS, NB201_FUSED, NB201_OPS, DepthwiseConv2d, FactorizedReduce
+from gaeanas.spaces.darts import MixedOp as DartsMixedOp
 
 
 @pytest.mark.parametrize("name", sorted(DARTS_OPS))
@@ -93,3 +96,55 @@ def test_depthwise_module_keeps_conv2d_state_dict():
     plain.load_state_dict(conv.state_dict())
     x = torch.randn(2, 6, 8, 8)
     torch.testing.assert_close(conv(x), plain(x), atol=1e-5, rtol=1e-5)
+
+
+# ---- fused kernels: the name -> kernel tables against the blocks one by one --------------------------
+
+def _assert_fused_matches_each_block(fused, blocks: list[nn.Module], x: torch.Tensor) -> None:
+    """fused(x, blocks) -> per-edge outputs equal each block on x: values, gradients of x and of every
+    parameter, BN running statistics. The blocks are compared with deep copies run one by one."""
+    twins = [copy.deepcopy(b) for b in blocks]
+    x, x_twin = x.clone().requires_grad_(), x.clone().requires_grad_()
+    outs, expected = fused(x, blocks), [t(x_twin) for t in twins]
+    assert len(outs) == len(expected)
+    for out, want in zip(outs, expected):
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-4)
+    grads = [torch.randn_like(want) for want in expected]
+    torch.autograd.backward(list(outs), grads)
+    torch.autograd.backward(expected, grads)
+    torch.testing.assert_close(x.grad, x_twin.grad, atol=1e-5, rtol=1e-4)
+    for b, t in zip(blocks, twins):
+        for p, q in zip(b.parameters(), t.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
+        for p, q in zip(b.buffers(), t.buffers()):
+            torch.testing.assert_close(p, q)
+
+
+@pytest.mark.parametrize("name", sorted(set(DARTS_OPS) - {"none"}))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_darts_op_has_a_fused_kernel_equal_to_its_edges_one_by_one(name, stride):
+    """The kernel of DARTS_FUSED on 3 edges' blocks (as the search cell builds them) is their stacked outputs."""
+    assert name in DARTS_FUSED, f"DARTS op {name!r} has no fused kernel in DARTS_FUSED"
+    torch.manual_seed(0)
+    blocks = [DartsMixedOp._build(name, 4, stride, affine=True) for _ in range(3)]
+
+    def fused(x, blocks):
+        return DARTS_FUSED[name](x, blocks, {}).chunk(len(blocks), dim=1)
+
+    _assert_fused_matches_each_block(fused, blocks, torch.randn(2, 4, 8, 8))
+
+
+@pytest.mark.parametrize("name", sorted(set(NB201_OPS) - {"none"}))
+def test_every_nb201_op_has_a_fused_kernel_equal_to_its_edges_one_by_one(name):
+    """The kernel of NB201_FUSED on 3 edges' blocks gives each block's output."""
+    assert name in NB201_FUSED, f"NAS-Bench-201 op {name!r} has no fused kernel in NB201_FUSED"
+    torch.manual_seed(0)
+    blocks = [NB201_OPS[name](4, 4, 1, True) for _ in range(3)]
+    _assert_fused_matches_each_block(lambda x, b: NB201_FUSED[name](x, b, {}), blocks, torch.randn(2, 4, 8, 8))
+
+
+def test_none_has_no_fused_kernel_and_an_unknown_op_names_itself():
+    """`none` is skipped by the cells, so it has no kernel; a lookup without a kernel names the op."""
+    assert "none" not in DARTS_FUSED and "none" not in NB201_FUSED
+    with pytest.raises(NotImplementedError, match="'my_op' has no fused kernel"):
+        fused_kernel(DARTS_FUSED, "my_op")

@@ -194,3 +194,14 @@ def test_channels_last_supernet_gives_every_bn_its_gradient_in_its_layout(fused)
     out = net(torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last), {"cell": mixing})
     mismatches = batch_norm_layout_mismatches(out.logsumexp(-1).sum())
     assert not mismatches, f"BN backward with (gradient, input) layouts {mismatches}"
+
+
+def test_fused_cell_looks_up_each_ops_kernel_by_name(monkeypatch):
+    """The fused path runs NB201_FUSED[name]; an op without a kernel is refused with its name."""
+    from gaeanas.ops import NB201_FUSED
+    from gaeanas.relax import Mixing
+
+    net = Supernet(channels=4, cells=1, num_classes=3, ops=OPS)
+    monkeypatch.delitem(NB201_FUSED, "avg_pool_3x3")
+    with pytest.raises(NotImplementedError, match="'avg_pool_3x3' has no fused kernel"):
+        net(torch.randn(2, 3, 8, 8), {"cell": Mixing(torch.full((len(EDGES), len(OPS)), 0.2))})

@@ -4,8 +4,11 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from . import kernels
+from .kernels import depthwise_conv2d, even_and_odd_pixels
+from .kernels import gradient_in_input_layout, memory_format_of  # noqa: F401  re-export: relax/, darts_eval use it
 
 
 class ReLUConvBN(nn.Sequential):
@@ -44,50 +47,6 @@ class AvgPool(nn.Module):
         return self.pool(x if self.pre is None else self.pre(x))
 
 
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """channels_last if x's channels are its innermost dimension (also for channel slices of such a tensor)."""
-    return torch.channels_last if x.dim() == 4 and x.stride(1) < x.stride(3) else torch.contiguous_format
-
-
-class _GradientInInputLayout(torch.autograd.Function):
-    """Identity whose backward hands back the gradient in the input's memory format."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.memory_format = memory_format_of(x)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous(memory_format=ctx.memory_format)
-
-
-def gradient_in_input_layout(x: torch.Tensor) -> torch.Tensor:
-    """x, unchanged; its gradient arrives in x's memory format. Put before ops whose backward drops
-    channels_last (global average pooling), so the layers below get gradients in their own layout."""
-    return _GradientInInputLayout.apply(x)
-
-
-def batch_norm_together(y: torch.Tensor, bns: list[nn.BatchNorm2d]) -> torch.Tensor:
-    """BatchNorm of E stacked blocks of channels, y: (B, E*C, H, W), each block with its own BN, in one call.
-
-    BN is per channel, so this is exactly the E separate calls; running statistics are written back.
-    """
-    bn = bns[0]
-    track = bn.track_running_stats and bn.momentum is not None
-    training = bn.training or not track
-    stats = [torch.cat([b.running_mean for b in bns]), torch.cat([b.running_var for b in bns])] if track else [None, None]
-    affine = [torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns])] if bn.affine else [None, None]
-    y = F.batch_norm(y, stats[0], stats[1], affine[0], affine[1], training, bn.momentum or 0.0, bn.eps)
-    if track and bn.training:
-        with torch.no_grad():
-            for b, mean, var in zip(bns, stats[0].chunk(len(bns)), stats[1].chunk(len(bns))):
-                b.running_mean.copy_(mean)
-                b.running_var.copy_(var)
-                b.num_batches_tracked.add_(1)
-    return y
-
-
 def _skip(c_in: int, c_out: int, stride: int, affine: bool) -> nn.Module:
     if stride != 1 or c_in != c_out:
         raise ValueError("skip_connect in the NAS-Bench-201 cell needs stride 1 and equal channels")
@@ -103,6 +62,16 @@ NB201_OPS: dict[str, OpFactory] = {
     "nor_conv_1x1": lambda c_in, c_out, stride, affine: ReLUConvBN(c_in, c_out, 1, stride, 0, affine),
     "nor_conv_3x3": lambda c_in, c_out, stride, affine: ReLUConvBN(c_in, c_out, 3, stride, 1, affine),
     "avg_pool_3x3": lambda c_in, c_out, stride, affine: AvgPool(c_in, c_out, stride, affine),
+}
+
+# name -> fused kernel: the op on every edge leaving one node at once, one output per edge (`none`: skipped;
+# an op missing here makes the fused cells raise NotImplementedError naming it).
+# The cell keeps the channels, so skip_connect and avg_pool_3x3 have no parameters: they run once.
+NB201_FUSED: dict[str, kernels.FusedEdgesKernel] = {
+    "skip_connect": kernels.parameter_free,
+    "nor_conv_1x1": kernels.relu_conv_bns,
+    "nor_conv_3x3": kernels.relu_conv_bns,
+    "avg_pool_3x3": kernels.parameter_free,
 }
 
 
@@ -140,38 +109,8 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        evens, odds = _even_and_odd_pixels(self.relu(x))
+        evens, odds = even_and_odd_pixels(self.relu(x))
         return self.bn(torch.cat([self.conv_a(evens), self.conv_b(odds)], dim=1))
-
-
-def _even_and_odd_pixels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x[..., ::2, ::2] and x[..., 1::2, 1::2] (zero-padded on odd sizes), the inputs of FactorizedReduce's convs.
-
-    A 1x1 conv at stride 2 equals a 1x1 conv on every other pixel. Subsampling first also avoids a oneDNN
-    crash in the stride-2 1x1 backward for channels_last inputs with < 8 channels (CPU).
-    """
-    evens, odds = x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]
-    if odds.shape != evens.shape:  # odd sizes: the odd grid is one short; zeros at the bottom / right
-        odds = F.pad(odds, (0, evens.shape[3] - odds.shape[3], 0, evens.shape[2] - odds.shape[2]))
-    return evens, odds
-
-
-def factorized_reduce_together(x: torch.Tensor, blocks: list[FactorizedReduce]) -> torch.Tensor:
-    """E FactorizedReduce blocks applied to the same x at once: (B, C, H, W) -> (B, E*C_out, H/2, W/2).
-
-    One 1x1 conv over [evens, odds] whose weight is block e's conv_a on the evens' channels and conv_b on the
-    odds' (zeros elsewhere) yields every block's [conv_a, conv_b] output in order; then one stacked BN.
-    The output and its gradients stay in x's memory format (a cat of per-block outputs gives BN backward
-    strided gradients, a slow path on the CPU).
-    """
-    evens, odds = _even_and_odd_pixels(torch.relu(x))
-    c = x.shape[1]
-    weights = []
-    for b in blocks:  # F.pad pads dims from the last: (W, W, H, H, C_in, C_in)
-        weights += [F.pad(b.conv_a.weight, (0, 0, 0, 0, 0, c)), F.pad(b.conv_b.weight, (0, 0, 0, 0, c, 0))]
-    grids = torch.cat([evens, odds], dim=1).contiguous(memory_format=memory_format_of(x))  # odd sizes lose it
-    y = F.conv2d(grids, torch.cat(weights))
-    return batch_norm_together(y, [b.bn for b in blocks])
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -197,52 +136,6 @@ class DilConv(nn.Sequential):
         )
 
 
-def _to_phases(x: torch.Tensor, d: int) -> torch.Tensor:
-    """(B, C, H, W) -> (d*d*B, C, H/d, W/d): the d x d interleaved sub-grids x[..., a::d, b::d], stacked on the
-    batch (space-to-batch), in channels_last memory."""
-    b, c, h, w = x.shape
-    y = x.reshape(b, c, h // d, d, w // d, d).permute(3, 5, 0, 2, 4, 1).reshape(d * d * b, h // d, w // d, c)
-    return y.permute(0, 3, 1, 2)
-
-
-def _from_phases(y: torch.Tensor, d: int) -> torch.Tensor:
-    """Inverse of _to_phases: (d*d*B, C, h, w) -> (B, C, h*d, w*d), in channels_last memory."""
-    n, c, h, w = y.shape
-    b = n // (d * d)
-    x = y.permute(0, 2, 3, 1).reshape(d, d, b, h, w, c).permute(2, 3, 0, 4, 1, 5).reshape(b, h * d, w * d, c)
-    return x.permute(0, 3, 1, 2)
-
-
-def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
-    """F.conv2d(x, weight, None, stride, padding, dilation, groups=C), computed without dilation when the
-    maths allows, as atrous convolution is usually implemented. A 'same'-padded conv with dilation d only
-    mixes pixels of one d x d sub-grid: with stride d it is an undilated conv on the sub-grid x[..., ::d, ::d];
-    with stride 1 it is an undilated conv on each of the d*d sub-grids (space-to-batch). CPU kernels for
-    dilated depthwise backward are several times slower than undilated ones."""
-    d, (h, w), k, groups = dilation, x.shape[-2:], weight.shape[-1], x.shape[1]
-    same = padding == d * (k - 1) // 2 and k % 2 == 1 and weight.shape[-2] == k
-    if d == 1 or not same or h % d or w % d or stride not in (1, d):
-        return F.conv2d(x, weight, None, stride, padding, dilation, groups=groups)
-    if stride == d:
-        return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, groups=groups)
-    return _from_phases(F.conv2d(_to_phases(x, d), weight, None, 1, (k - 1) // 2, 1, groups=groups), d)
-
-
-def dil_conv_together(x: torch.Tensor, blocks: list["DilConv"]) -> torch.Tensor:
-    """The conv-conv-BN part of E DilConv blocks at once. x: (B, E*C, H, W), block e's (ReLU'd) input in
-    channels e*C..(e+1)*C -> (B, E*C_out, H', W'): grouped depthwise conv, grouped 1x1 conv, stacked BN."""
-    dw = blocks[0][1]
-    y = depthwise_conv2d(x, torch.cat([b[1].weight for b in blocks]), dw.stride[0], dw.padding[0], dw.dilation[0])
-    y = F.conv2d(y, torch.cat([b[2].weight for b in blocks]), None, groups=len(blocks))
-    return batch_norm_together(y, [b[3] for b in blocks])
-
-
-def sep_conv_together(x: torch.Tensor, blocks: list["SepConv"]) -> torch.Tensor:
-    """E SepConv blocks at once on stacked, already ReLU'd inputs x: (B, E*C, H, W) -> (B, E*C, H', W')."""
-    y = dil_conv_together(x, [b[0] for b in blocks])
-    return dil_conv_together(torch.relu(y), [b[1] for b in blocks])
-
-
 class SepConv(nn.Sequential):
     """A separable convolution applied twice (the first one carries the stride), as in DARTS."""
 
@@ -265,4 +158,17 @@ DARTS_OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine),
     "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine),
     "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine),
+}
+
+# name -> fused kernel: the op on every edge leaving one state at once, outputs stacked along channels
+# (`none`: skipped; an op missing here makes the fused cells raise NotImplementedError naming it).
+# In the search cell each pooling is followed by a BN (spaces.darts.MixedOp).
+DARTS_FUSED: dict[str, kernels.FusedKernel] = {
+    "max_pool_3x3": kernels.pools_then_bn,
+    "avg_pool_3x3": kernels.pools_then_bn,
+    "skip_connect": kernels.skips,
+    "sep_conv_3x3": kernels.sep_convs,
+    "sep_conv_5x5": kernels.sep_convs,
+    "dil_conv_3x3": kernels.dil_convs,
+    "dil_conv_5x5": kernels.dil_convs,
 }

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, GenotypeError
-from ..ops import (DARTS_OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero, batch_norm_together,
-                   dil_conv_together, factorized_reduce_together, gradient_in_input_layout,
-                   sep_conv_together)
+from ..kernels import SourceCache, fused_kernel, gradient_in_input_layout, tile_channels
+from ..ops import DARTS_FUSED, DARTS_OPS, FactorizedReduce, ReLUConvBN, Zero
 from ..relax import Mixing, mix_candidates
 from ..relax.partial import PartialChannels, channel_shuffle
 from .darts_genotypes import OPS, STEPS, Genotype
@@ -91,7 +90,8 @@ class SearchCell(nn.Module):
     c_pp, c_p: channels of the two inputs (outputs of the cells two back and one back); c: the cell's
     channels per node; output 4c channels. `partial`: PC-DARTS K (1 for none).
     fused: for the soft mixture, run each op kind once over all the edges that leave the same state
-    (stacked along channels: grouped convolutions, one BN); the maths is that of the per-edge path.
+    (stacked along channels: grouped convolutions, one BN); the maths is that of the per-edge path. The
+    kernel of an op is ops.DARTS_FUSED[name]; an op without one raises NotImplementedError on that path.
     """
 
     def __init__(self, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, ops: Sequence[str],
@@ -178,34 +178,15 @@ class SearchCell(nn.Module):
         n, c = len(edge_ids), x.shape[1]
         mixed_ops = [_mixed_op(self.edges[e]) for e in edge_ids]
         channel_weights = edge_weights.repeat_interleave(c, dim=0)  # (E*c, k): row e*c + i is edge e's weights
-        stacked_relu = None
+        cache: SourceCache = {}  # x's derived inputs, shared between the ops' kernels
         out = None
         for k, name in enumerate(self.ops):
             if name == "none" or (active is not None and not any(active[e][k] for e in edge_ids)):
                 continue
-            blocks = [m.candidates[k] for m in mixed_ops]
-            if isinstance(blocks[0], (SepConv, DilConv)):
-                if stacked_relu is None:
-                    stacked_relu = _tile_channels(torch.relu(x), n)  # (B, E*c, H, W)
-                together = sep_conv_together if isinstance(blocks[0], SepConv) else dil_conv_together
-                y = together(stacked_relu, blocks)
-            elif isinstance(blocks[0], nn.Sequential):  # pooling + BN: the pooling is the same on every edge
-                y = batch_norm_together(_tile_channels(blocks[0][0](x), n), [b[1] for b in blocks])
-            elif isinstance(blocks[0], nn.Identity):
-                y = _tile_channels(x, n)
-            elif isinstance(blocks[0], FactorizedReduce):  # skip_connect at stride 2
-                y = factorized_reduce_together(x, blocks)
-            else:
-                raise TypeError(f"no fused form for {type(blocks[0]).__name__} ({name})")
+            y = fused_kernel(DARTS_FUSED, name)(x, [m.candidates[k] for m in mixed_ops], cache)  # (B, E*c, H', W')
             term = y * channel_weights[:, k].view(1, -1, 1, 1)
             out = term if out is None else out + term
-        return out if out is not None else _tile_channels(mixed_ops[0].zero(x), n)
-
-
-def _tile_channels(x: torch.Tensor, n: int) -> torch.Tensor:
-    """x.repeat(1, n, 1, 1), keeping x's memory format: repeat returns NCHW, and a channels_last network then
-    pays for layout conversions and, in backward, for BN's slow mixed-layout kernel."""
-    return torch.cat([x] * n, dim=1)
+        return out if out is not None else tile_channels(mixed_ops[0].zero(x), n)
 
 
 def _mixed_op(edge: nn.Module) -> MixedOp:

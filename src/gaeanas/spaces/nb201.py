@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, GenotypeError
-from ..ops import NB201_OPS, ResNetBasicBlock, batch_norm_together
+from ..kernels import SourceCache, fused_kernel
+from ..ops import NB201_FUSED, NB201_OPS, ResNetBasicBlock
 from ..relax import Mixing, mix_candidates
 
 OPS: tuple[str, ...] = tuple(NB201_OPS)  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
@@ -93,6 +93,7 @@ class SearchCell(nn.Module):
 
     fused: for the soft mixture, do the work of all edges that leave the same node together (one ReLU,
     one convolution and one BatchNorm per op kind, one pooling); the maths is that of the per-edge path.
+    The kernel of an op is ops.NB201_FUSED[name]; an op without one raises NotImplementedError on that path.
     """
 
     def __init__(self, channels: int, ops: Sequence[str], affine: bool, fused: bool = True) -> None:
@@ -141,34 +142,15 @@ class SearchCell(nn.Module):
         active: per edge and op whether it runs (sparse skipping); an op off on an edge gives None there.
         """
         outs: dict[int, list[torch.Tensor | None]] = {}
-        relu = None
+        cache: SourceCache = {}  # x's derived inputs (its ReLU), shared between the ops' kernels
         for k, name in enumerate(self.ops):
             runs = [active is None or active[e][k] for e in edge_ids]
             if name == "none" or not any(runs):
                 continue
-            if name == "skip_connect":
-                outs[k] = [x if r else None for r in runs]
-            elif name == "avg_pool_3x3":  # parameter-free when channels are kept: the same on every edge
-                pooled = self.edges[edge_ids[0]].candidates[k](x)
-                outs[k] = [pooled if r else None for r in runs]
-            else:
-                relu = torch.relu(x) if relu is None else relu
-                computed = iter(conv_bn_together(relu, [self.edges[e].candidates[k]
-                                                        for e, r in zip(edge_ids, runs) if r]))
-                outs[k] = [next(computed) if r else None for r in runs]
+            blocks = [self.edges[e].candidates[k] for e, r in zip(edge_ids, runs) if r]
+            computed = iter(fused_kernel(NB201_FUSED, name)(x, blocks, cache))
+            outs[k] = [next(computed) if r else None for r in runs]
         return outs
-
-
-def conv_bn_together(x: torch.Tensor, blocks: Sequence[nn.Module]) -> list[torch.Tensor]:
-    """Apply the Conv-BN of several ReLUConvBN blocks to the same (already ReLU'd) input in one go.
-
-    Stacks the convolution weights along output channels, runs one convolution and one BatchNorm over
-    the stacked channels (BN is per channel, so this is exact), and writes the running statistics back.
-    """
-    conv = blocks[0][1]
-    y = F.conv2d(x, torch.cat([b[1].weight for b in blocks]), None, conv.stride, conv.padding)  # (B, E*C, H, W)
-    y = batch_norm_together(y, [b[2] for b in blocks])
-    return list(y.chunk(len(blocks), dim=1))
 
 
 class Supernet(nn.Module):
