@@ -26,6 +26,13 @@ def make_image_folder(root: Path, classes: int = 3, per_class: int = 12, size: i
     return root
 
 
+def make_train_test_folders(root: Path) -> Path:
+    """3 classes of 16x16 images: 8 per class in root/train, 4 per class in root/test."""
+    make_image_folder(root / "train", classes=3, per_class=8, size=16)
+    make_image_folder(root / "test", classes=3, per_class=4, size=16, seed=1)
+    return root
+
+
 def write_full_nb201_table(path: Path) -> Path:
     """A table with every NAS-Bench-201 cell; accuracy rises with the number of 3x3 convolutions."""
     lines = ["CIFAR10TestAccuracy200Epochs,CIFAR100TestAccuracy200Epochs,ImageNetTestAccuracy200Epochs,"

@@ -114,3 +114,29 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     code, _, err = run_cli(capsys, "search", "--device", "cuda", "--out", str(tmp_path / "r"), *TINY)
     assert code == 2 and "no CUDA GPU" in err
+
+
+@pytest.mark.parametrize("command", ["search", "train", "reproduce", "report", "draw"])
+def test_help_shows_each_default_once_and_ends_with_examples(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    flags = out.split("\noptions:")[1].split("\nexamples:")[0]
+    entries = [e for e in flags.split("\n  -") if e.strip()]
+    assert all(e.count("(default:") <= 1 for e in entries), [e for e in entries if e.count("(default:") > 1]
+    assert "(default: None)" not in out
+    assert f"gaeanas {command}" in out.split("\nexamples:")[1]
+
+
+@pytest.mark.parametrize("argv, flag, owner", [
+    (["search", "--method", "darts", "--eg-floor", "0.3"], "--eg-floor", "method 'darts'"),
+    (["search", "--method", "gaea-darts", "--arch-weight-decay", "0.5"], "--arch-weight-decay", "method 'gaea-darts'"),
+    (["search", "--method", "gaea-darts", "--tau-max", "99"], "--tau-max", "method 'gaea-darts'"),
+    (["search", "--method", "gdas", "--sparse-skip", "0.1"], "--sparse-skip", "method 'gdas'"),
+    (["search", "--space", "darts", "--benchmark", "t.csv"], "--benchmark", "space 'darts'"),
+])
+def test_a_setting_the_method_or_space_does_not_read_is_refused_in_one_line(tmp_path, capsys, argv, flag, owner):
+    assert main(argv + ["--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"gaeanas: error: {flag} does not apply to {owner}") and "\n" not in err
+    assert not (tmp_path / "run").exists()

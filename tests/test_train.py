@@ -17,7 +17,7 @@ from gaeanas.spaces.darts_eval import (EvalCell, NetworkCIFAR, NetworkImageNet, 
 from gaeanas.spaces.darts_genotypes import DARTS_V2, PUBLISHED, Genotype
 from gaeanas.train import TrainConfig, Trainer, resume_seeds, run_seeds, run_training, training_loss
 
-from synth import kill_and_resume, make_image_folder
+from synth import kill_and_resume, make_image_folder, make_train_test_folders
 
 # Published parameter counts (millions, auxiliary head excluded): CIFAR-10 at C=36, L=20 (DARTS, PC-DARTS
 # papers), and the mobile ImageNet setting at C=48, L=14 with the CIFAR-searched cell.
@@ -29,11 +29,7 @@ ALL_SKIP = Genotype(tuple(("skip_connect", i) for i in (0, 1, 0, 1, 0, 1, 0, 1))
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    """3 classes of 16x16 images: 8 per class to train on, 4 per class to test on."""
-    root = tmp_path_factory.mktemp("tiny")
-    make_image_folder(root / "train", classes=3, per_class=8, size=16)
-    make_image_folder(root / "test", classes=3, per_class=4, size=16, seed=1)
-    return str(root)
+    return str(make_train_test_folders(tmp_path_factory.mktemp("tiny")))
 
 
 def tiny_config(data: str, **overrides) -> TrainConfig:

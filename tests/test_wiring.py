@@ -10,7 +10,7 @@ from gaeanas.rundir import read_log
 from gaeanas.search import Search, SearchConfig, run_search
 from gaeanas.train import TrainConfig, Trainer, run_training
 
-from synth import make_image_folder, working_pairs
+from synth import make_image_folder, make_train_test_folders, working_pairs
 
 CPU = torch.device("cpu")
 NB201 = [m for s, m in working_pairs() if s == "nb201"]
@@ -27,10 +27,7 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def train_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    make_image_folder(root / "train", classes=3, per_class=8, size=16)
-    make_image_folder(root / "test", classes=3, per_class=4, size=16, seed=1)
-    return str(root)
+    return str(make_train_test_folders(tmp_path_factory.mktemp("train")))
 
 
 def search(data: str, tmp_path, **settings) -> Search:

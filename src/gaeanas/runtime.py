@@ -33,18 +33,3 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
-    """The global RNG states that a resumed run must restore."""
-    states = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
-    """Restore what rng_states() returned."""
-    torch.set_rng_state(states["torch"])
-    if device.type == "cuda" and "cuda" in states:
-        torch.cuda.set_rng_state(states["cuda"], device)

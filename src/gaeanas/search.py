@@ -14,14 +14,14 @@ import torch.nn.functional as F
 
 from .data import ImageDataset, channel_stats, load_dataset, seeded_subset, split_in_two
 from .errors import ConfigError
-from .methods import Method, get_method, method_settings
+from .methods import METHODS, Method, get_method, method_settings
 from .nasbench import NB201Table
 from .relax import Architecture
 from .rundir import config_from_dict, flag, opt, read_config, read_log
 from .runner import (EpochCallback, EpochRunner, run_or_resume, seeded, sgd_step, sgd_with_cosine,
                      training_loader)
 from .runtime import PRECISIONS, autocast
-from .spaces import SearchModel, SearchSpace, candidate_ops, get_space, space_settings
+from .spaces import SPACES, SearchModel, SearchSpace, candidate_ops, get_space, space_settings
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +159,6 @@ def _unused_settings(method: Method, space: SearchSpace) -> frozenset[str]:
 
 def refuse_unused(cfg: SearchConfig, method: Method, space: SearchSpace) -> None:
     """ConfigError, naming the flag, for the first setting given that the method or space does not read."""
-    from .methods import METHODS
-    from .spaces import SPACES
-
     for name in sorted(_unused_settings(method, space)):
         if getattr(cfg, name) is None:
             continue

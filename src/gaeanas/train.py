@@ -201,7 +201,8 @@ class Trainer(EpochRunner):
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["rng"]["data"])
-        self.drop_path_generator.set_state(state["rng"]["drop_path"])
+        if "drop_path" in state["rng"]:  # checkpoints of 0.1 drew drop-path from the global RNG
+            self.drop_path_generator.set_state(state["rng"]["drop_path"])
         self.epoch = state["epoch"]
 
     def _run_epoch(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""How architecture weights mix candidate operations: soft mixture or Gumbel hard sampling, by name."""
+"""How architecture weights mix candidate operations: soft mixture or Gumbel hard sampling (methods pick one)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Protocol, Sequence
@@ -92,15 +92,4 @@ def mix_candidates(x: torch.Tensor, candidates: Sequence[torch.nn.Module], weigh
     return out
 
 
-RELAXATIONS = {"mixture": Mixture, "gumbel": GumbelHard}
-
-
-def create_relaxation(name: str, **kwargs: object) -> Relaxation:
-    """Build a registered relaxation by name."""
-    if name not in RELAXATIONS:
-        raise ConfigError(f"unknown relaxation {name!r}; known: {sorted(RELAXATIONS)}")
-    return RELAXATIONS[name](**kwargs)
-
-
-__all__ = ["Architecture", "PARAMETRISATIONS", "Mixing", "Relaxation", "Mixture", "GumbelHard", "mix_candidates", "sparse_mixing",
-           "RELAXATIONS", "create_relaxation"]
+__all__ = ["Architecture", "PARAMETRISATIONS", "Mixing", "Relaxation", "Mixture", "GumbelHard", "mix_candidates", "sparse_mixing"]
