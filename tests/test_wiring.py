@@ -31,7 +31,7 @@ def train_data(tmp_path_factory):
 
 
 def search(data: str, tmp_path, **settings) -> Search:
-    values = dict(data=data, channels=2, cells=1, epochs=3, batch_size=12, seed=0, **settings)
+    values = {**dict(data=data, channels=2, cells=1, epochs=3, batch_size=12, seed=0), **settings}
     return Search(SearchConfig(**values), tmp_path / "run", CPU)
 
 
@@ -114,7 +114,7 @@ def test_lr_min_is_the_cosine_floor(tmp_path, tiny_data):
 # ---- training -------------------------------------------------------------------------------------
 
 def trainer(data: str, tmp_path, **settings) -> Trainer:
-    values = dict(genotype="DARTS_V2", data=data, channels=4, cells=3, epochs=3, batch_size=8, seed=0, **settings)
+    values = {**dict(genotype="DARTS_V2", data=data, channels=4, cells=3, epochs=3, batch_size=8, seed=0), **settings}
     return Trainer(TrainConfig(**values), tmp_path / "run", CPU)
 
 
@@ -156,3 +156,20 @@ def test_auxiliary_weight_without_the_auxiliary_head_is_refused():
     with pytest.raises(ConfigError, match="--auxiliary-weight does not apply with --no-auxiliary"):
         TrainConfig(genotype="DARTS_V2", auxiliary=False, auxiliary_weight=0.3).resolved()
     assert TrainConfig(genotype="DARTS_V2", auxiliary=False).resolved().auxiliary_weight is None
+
+
+def test_search_and_training_leave_the_global_rng_alone(tmp_path, tiny_data, train_data):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    search(tiny_data, tmp_path / "search", method="gdas", epochs=1).run()
+    trainer(train_data, tmp_path / "train", epochs=1, drop_path=0.2).run()
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_run_does_not_depend_on_the_global_rng(tmp_path, tiny_data):
+    results = []
+    for outside in (1, 2):
+        torch.manual_seed(outside)
+        results.append(run_search(SearchConfig(data=tiny_data, method="gdas", channels=2, cells=1, epochs=1,
+                                               batch_size=12), tmp_path / f"run{outside}")["arch_weights"])
+    assert results[0] == results[1]
