@@ -106,3 +106,14 @@ def test_a_config_saved_before_refusal_still_loads(tmp_path):
     cfg = load_config(tmp_path)
     assert cfg.eg_floor is None and cfg.tau_max is None and cfg.sparse_skip == 0.0
     assert cfg.resolved().arch_weight_decay == 1e-3
+
+
+def test_a_training_config_saved_before_refusal_still_loads(tmp_path):
+    """0.1 kept auxiliary_weight even with --no-auxiliary; reading such a config drops it."""
+    from gaeanas.train import TrainConfig, load_train_config
+
+    old = dataclasses.asdict(TrainConfig(genotype="DARTS_V2", auxiliary=False))
+    old["auxiliary_weight"] = 0.4
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    cfg = load_train_config(tmp_path)
+    assert cfg.auxiliary_weight is None and cfg.resolved().auxiliary is False

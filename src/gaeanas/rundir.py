@@ -42,15 +42,13 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
 
 
 def read_config(run_dir: str | os.PathLike, cls: type[C]) -> C:
-    """The config a run directory was started with (its config.json, less its run_info) as a `cls`.
-
-    A class may define `from_saved(values)` to read configs written by earlier versions.
-    """
+    """The config a run directory was started with (its config.json, less its run_info) as a `cls`, built by
+    `cls.from_saved(values)`, which also reads configs written by earlier versions."""
     path = Path(run_dir) / CONFIG_FILE
     try:
         values = json.loads(path.read_text())
         values.pop(RUN_INFO_KEY, None)
-        return cls.from_saved(values) if hasattr(cls, "from_saved") else config_from_dict(cls, values)  # type: ignore[attr-defined]
+        return cls.from_saved(values)  # type: ignore[attr-defined]
     except FileNotFoundError:
         raise ConfigError(f"no {CONFIG_FILE} in {run_dir}") from None
     except json.JSONDecodeError as err:

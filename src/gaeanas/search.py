@@ -159,14 +159,14 @@ def _unused_settings(method: Method, space: SearchSpace) -> frozenset[str]:
 
 def refuse_unused(cfg: SearchConfig, method: Method, space: SearchSpace) -> None:
     """ConfigError, naming the flag, for the first setting given that the method or space does not read."""
-    for name in sorted(_unused_settings(method, space)):
-        if getattr(cfg, name) is None:
-            continue
-        if name in method_settings() and name not in method.settings():
+    for name in sorted(method_settings() - set(method.settings())):
+        if getattr(cfg, name) is not None:
             users = ", ".join(m for m in METHODS if name in METHODS[m].settings())
             raise ConfigError(f"{flag(name)} does not apply to method {method.name!r} (it is read by: {users})")
-        users = ", ".join(s for s in SPACES if name in SPACES[s].settings)
-        raise ConfigError(f"{flag(name)} does not apply to space {space.name!r} (only to: {users})")
+    for name in sorted(space_settings() - space.settings):
+        if getattr(cfg, name) is not None:
+            users = ", ".join(s for s in SPACES if name in SPACES[s].settings)
+            raise ConfigError(f"{flag(name)} does not apply to space {space.name!r} (only to: {users})")
 
 
 def build_search_model(cfg: SearchConfig, num_classes: int, gumbel_generator: torch.Generator | None = None

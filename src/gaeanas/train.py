@@ -118,6 +118,13 @@ class TrainConfig:
         return values
 
     @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> "TrainConfig":
+        """From a config.json; one written by 0.1 kept the auxiliary weight even without the auxiliary head."""
+        if values.get("auxiliary") is False:
+            values = {k: v for k, v in values.items() if k != "auxiliary_weight"}
+        return cls.from_dict(values)
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """Build from a dict (e.g. config.json), rejecting unknown keys."""
         return config_from_dict(cls, values)
@@ -328,7 +335,7 @@ def resume_seeds(out_dir: str | os.PathLike, device: torch.device | str = "cpu",
     if not path.is_file():
         raise ConfigError(f"cannot resume {out_dir}: no {SEEDS_FILE} there (is it a gaeanas train --seeds folder?)")
     saved = json.loads(path.read_text())
-    return run_seeds(TrainConfig.from_dict(saved["config"]), out_dir, saved["seeds"], device, callbacks,
+    return run_seeds(TrainConfig.from_saved(saved["config"]), out_dir, saved["seeds"], device, callbacks,
                      on_run_start, cache_dir)
 
 
