@@ -19,3 +19,15 @@ class BenchmarkError(GaeanasError):
 
 class ConfigError(GaeanasError, ValueError):
     """A configuration value or name is unknown or out of range."""
+
+
+class ResourceError(GaeanasError):
+    """A dataset or model would need more memory than the machine (or device) has available."""
+
+
+class DivergenceError(GaeanasError):
+    """A run produced a non-finite loss or weight; it stops with its last good checkpoint kept."""
+
+
+class RunDirError(GaeanasError):
+    """A run directory is in use, damaged, or belongs to another run."""
