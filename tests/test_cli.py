@@ -103,7 +103,7 @@ def test_other_bad_inputs(tmp_path, capsys):
     code, _, err = run_cli(capsys, "search", "--data", data, "--benchmark", str(tmp_path / "missing.csv"), *TINY)
     assert code == 2 and "benchmark table not found" in err
     code, _, err = run_cli(capsys, "search", "--resume", str(tmp_path))
-    assert code == 2 and "cannot resume" in err
+    assert code == 2 and "no config.json in" in err
     code, _, err = run_cli(capsys, "search", "--data", data, "--epochs", "0", *TINY)
     assert code == 2 and "epochs must be > 0" in err
     code, _, err = run_cli(capsys, "search", "--data", "imagenet-but-not-really", *TINY)

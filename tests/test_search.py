@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from gaeanas.errors import ConfigError
+from gaeanas.errors import ConfigError, RunDirError
 from gaeanas.methods import METHODS
-from gaeanas.rundir import CHECKPOINT_FILE, read_log
+from gaeanas.rundir import CHECKPOINT_FILE, load_checkpoint, read_log
 from gaeanas.methods import gumbel_temperature
 from gaeanas.search import Search, SearchConfig, run_search
 from gaeanas.spaces.nb201 import Genotype
@@ -47,7 +47,7 @@ def test_search_runs_and_writes_its_run_directory(tmp_path, tiny_data, method, o
     assert result == json.loads((run_dir / "result.json").read_text())
     init = torch.full((6, 5), 0.2)
     assert not torch.allclose(torch.tensor(result["arch_weights"]["cell"]), init, atol=1e-6), "architecture learned"
-    checkpoint = torch.load(run_dir / CHECKPOINT_FILE, weights_only=False)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE)
     assert {"model", "arch", "weight_optimizer", "arch_optimizer", "rng", "epoch"} <= set(checkpoint)
     assert checkpoint["epoch"] == 2
 
@@ -70,8 +70,11 @@ def test_gaea_sharpens_the_architecture_weights(tmp_path, tiny_data):
 
 
 def test_warmup_epochs_leave_the_architecture_alone(tmp_path, tiny_data):
-    result = run_search(tiny_config(tiny_data, epochs=1, warmup_epochs=1), tmp_path / "run")
-    torch.testing.assert_close(torch.tensor(result["arch_weights"]["cell"]), torch.full((6, 5), 0.2))
+    result = run_search(tiny_config(tiny_data, epochs=2, warmup_epochs=1), tmp_path / "run")
+    warm, learned = read_log(tmp_path / "run")
+    torch.testing.assert_close(torch.tensor(warm["arch_weights"]["cell"]), torch.full((6, 5), 0.2))
+    assert learned["arch_loss"] is not None and warm["arch_loss"] is None
+    assert not torch.allclose(torch.tensor(result["arch_weights"]["cell"]), torch.full((6, 5), 0.2))
 
 
 def test_oracle_accuracies_are_logged(tmp_path, tiny_data):
@@ -95,9 +98,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_data, m
 def test_run_directory_rules(tmp_path, tiny_data):
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("x")
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(RunDirError, match="already exists"):
         run_search(tiny_config(tiny_data), tmp_path / "used")
-    with pytest.raises(ConfigError, match="cannot resume"):
+    with pytest.raises(RunDirError, match="cannot resume"):
         run_search(tiny_config(tiny_data), tmp_path / "nothing", resume=True)
 
 

@@ -11,7 +11,7 @@ from gaeanas.cli import main
 from gaeanas.data import DeviceLoader, ImageDataset, cutout_batch
 from gaeanas.errors import ConfigError, GenotypeError
 from gaeanas.ops import FactorizedReduce
-from gaeanas.rundir import read_log
+from gaeanas.rundir import load_checkpoint, read_log
 from gaeanas.spaces.darts_eval import (EvalCell, NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                        drop_path, drop_path_schedule)
 from gaeanas.spaces.darts_genotypes import DARTS_V2, PUBLISHED, Genotype
@@ -225,7 +225,7 @@ def test_device_loader_cutout_is_off_by_default():
 def test_one_epoch_from_scratch_writes_its_run_directory(tmp_path, tiny_data):
     result = run_training(tiny_config(tiny_data), tmp_path / "run")
     run_dir = tmp_path / "run"
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "log.jsonl", "checkpoint.pt", "result.json"}
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "log.jsonl", "checkpoint.pt", "result.json", ".lock"}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["genotype"] == "DARTS_V2" and config["channels"] == 4 and config["cutout"] == 4
     (record,) = read_log(run_dir)
@@ -255,8 +255,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_data):
     drop_time = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
     assert drop_time(read_log(tmp_path / "killed")) == drop_time(read_log(tmp_path / "straight"))
     assert resumed["test_acc"] == straight["test_acc"]
-    a = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    a = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -280,7 +280,7 @@ def test_several_seeds_are_summarised_and_reused(tmp_path, tiny_data):
 
 @pytest.mark.parametrize("field, value, match", [
     ("genotype", None, "no genotype given"), ("network", "mobile", "unknown network"),
-    ("drop_path", 1.0, r"drop_path must be in \[0, 1\)"), ("channels", 5, "channels must be even"),
+    ("drop_path", 1.0, r"--drop-path must be in \[0, 1\)"), ("channels", 5, "channels must be even"),
     ("cutout", -1, "cutout must be >= 0"), ("epochs", 0, "epochs must be > 0"),
 ])
 def test_config_errors(field, value, match):

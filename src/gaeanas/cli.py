@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
+import math
 import sys
 import time
 import types
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError, GaeanasError
 from .methods import METHODS
-from .rundir import CONFIG_FILE, flag, prepare_run_dir
+from .rundir import CHECKPOINT_FILE, CONFIG_FILE, claimed_run_dir, flag, read_json
 from .runner import NullCallback
 from .runtime import DEVICES, PRECISIONS, resolve_device
 from .search import OBJECTIVES, Search, SearchConfig, load_config
@@ -45,6 +45,40 @@ EXAMPLES = {
   gaeanas draw PC_DARTS --out pc_darts
   gaeanas draw runs/darts-gaea-pcdarts-bilevel-seed0-20261201-120000""",
 }
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (the usage is one --help away)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (nan and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal: in a log file every refresh would become a line (epoch lines still print)."""
+    return not args.no_progress and sys.stderr.isatty()
 
 
 class ProgressBar(NullCallback):
@@ -96,8 +130,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls: type = SearchC
             parser.add_argument(flag(field.name), dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_)
         else:
-            parser.add_argument(flag(field.name), dest=field.name, type=kind, default=None,
-                                choices=CHOICES.get(field.name), help=help_)
+            parser.add_argument(flag(field.name), dest=field.name, type=finite_float if kind is float else kind,
+                                default=None, choices=CHOICES.get(field.name), help=help_)
 
 
 def add_run_dir_flags(parser: argparse.ArgumentParser, what: str, out_help: str) -> None:
@@ -108,7 +142,8 @@ def add_run_dir_flags(parser: argparse.ArgumentParser, what: str, out_help: str)
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="where downloads and decoded datasets are cached (default: $GAEANAS_CACHE or "
                              "~/.cache/gaeanas)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines still print)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (epoch lines still print; bars show only on a terminal)")
 
 
 def refuse_flags_on_resume(args: argparse.Namespace, config_cls: type, others: Sequence[str] = ()) -> None:
@@ -136,41 +171,47 @@ def default_run_dir(cfg: SearchConfig) -> Path:
     return Path("runs") / f"{cfg.space}-{cfg.method}-{cfg.objective}-seed{cfg.seed}-{stamp}"
 
 
-def resumed(args: argparse.Namespace, load_config_of) -> tuple[Path, Any]:
-    """The run directory named by --resume and its saved config (with --device applied when given)."""
-    run_dir = prepare_run_dir(args.resume, resume=True)
-    cfg = load_config_of(run_dir)
+def resumed(args: argparse.Namespace, load_config_of) -> Any:
+    """The saved config of the run named by --resume (with --device applied when given)."""
+    cfg = load_config_of(args.resume)
     if args.device:
         cfg = dataclasses.replace(cfg, device=args.device)
-    print(f"resuming {run_dir}")
-    return run_dir, cfg
+    print(f"resuming {args.resume}")
+    return cfg
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     if args.resume:
         refuse_flags_on_resume(args, SearchConfig)
-        run_dir, cfg = resumed(args, load_config)
+        cfg, run_dir = resumed(args, load_config), args.resume
     else:
         cfg = config_from_args(args)
-        run_dir = prepare_run_dir(args.out or default_run_dir(cfg), resume=False)
+        run_dir = args.out or default_run_dir(cfg)  # default_run_dir checks the settings: before anything is written
     device = resolve_device(cfg.device)
-    search = Search(cfg, run_dir, device, [ProgressBar(not args.no_progress)], cache_dir=args.cache_dir)
-    print(f"gaeanas search: {search.cfg.method} ({search.cfg.objective}) on {search.cfg.space}, data "
-          f"{search.cfg.data}, {search.cfg.epochs} epochs, device {device}; run directory {run_dir}", flush=True)
-    result = run_interruptible(search, "search", run_dir)
+
+    def start(path: Path) -> Search:
+        search = Search(cfg, path, device, [ProgressBar(show_progress(args))], cache_dir=args.cache_dir)
+        print(f"gaeanas search: {search.cfg.method} ({search.cfg.objective}) on {search.cfg.space}, data "
+              f"{search.cfg.data}, {search.cfg.epochs} epochs, device {device}; run directory {path}", flush=True)
+        return search
+
+    result = run_in_dir(start, "search", run_dir, bool(args.resume))
     if result is None:
         return 130
     print_result(result, run_dir)
     return 0
 
 
-def run_interruptible(runner, command: str, run_dir: Path) -> dict | None:
-    """runner.run(), or None after Ctrl-C with a note on how to continue."""
+def run_in_dir(start, command: str, run_dir: Path, resume: bool) -> dict | None:
+    """start(run_dir).run() in the claimed run directory, or None after Ctrl-C with a note on what was kept."""
     try:
-        return runner.run()
+        with claimed_run_dir(run_dir, resume) as path:
+            return start(path).run()
     except KeyboardInterrupt:
-        print(f"\ninterrupted after epoch {runner.epoch}; continue with: gaeanas {command} --resume {run_dir}",
-              file=sys.stderr)
+        if (Path(run_dir) / CHECKPOINT_FILE).exists():
+            print(f"\ninterrupted; continue with: gaeanas {command} --resume {run_dir}", file=sys.stderr)
+        else:
+            print("\ninterrupted before the first epoch finished; nothing was kept", file=sys.stderr)
         return None
 
 
@@ -184,8 +225,16 @@ def print_result(result: dict, run_dir: Path) -> None:
 
 
 def _csv(kind):
-    """argparse type: a comma-separated list of `kind`."""
-    return lambda text: [kind(part) for part in text.split(",") if part.strip()]
+    """argparse type: a comma-separated, non-empty list of `kind`, without empty items."""
+    def parse(text: str) -> list:
+        parts = [part.strip() for part in text.split(",")]
+        if not text.strip() or any(not part for part in parts):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list without empty items, got {text!r}")
+        try:
+            return [kind(part) for part in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+    return parse
 
 
 class GridProgress(ProgressBar):
@@ -209,7 +258,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / f"nb201-{args.scale}"
     device = resolve_device(args.device)
     print(f"gaeanas reproduce nb201: {len(grid)} runs at scale {args.scale!r} on {device}; results in {out}")
-    progress = GridProgress(len(grid), not args.no_progress)
+    progress = GridProgress(len(grid), show_progress(args))
     overrides = {"epochs": args.epochs} if args.epochs else {}
     try:
         if args.report_only:
@@ -272,16 +321,16 @@ def _genotype_label(spec: str) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import Trainer, load_train_config, resume_seeds, run_seeds
 
-    progress = TrainProgress(not args.no_progress)
+    progress = TrainProgress(show_progress(args))
     if args.resume:
         refuse_flags_on_resume(args, TrainConfig, ("seeds",))
         if (args.resume / SEEDS_FILE).is_file() and not (args.resume / CONFIG_FILE).is_file():
             print(f"resuming the seeds in {args.resume}")
             device = resolve_device(args.device or "auto")
-            progress.total = len(json.loads((args.resume / SEEDS_FILE).read_text())["seeds"])
+            progress.total = len(read_json(args.resume / SEEDS_FILE)["seeds"])
             return _finish_seeds(lambda: resume_seeds(args.resume, device, [progress], progress.on_seed_start,
                                                       args.cache_dir), args.resume)
-        run_dir, cfg = resumed(args, load_train_config)
+        cfg, run_dir = resumed(args, load_train_config), args.resume
     else:
         cfg = config_from_args(args, TrainConfig)
         if args.seeds and args.seed is not None:
@@ -297,13 +346,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{cfg.data}, {cfg.epochs} epochs, seeds {args.seeds}, device {device}; results in {out}", flush=True)
             return _finish_seeds(lambda: run_seeds(cfg, out, args.seeds, device, [progress], progress.on_seed_start,
                                                    args.cache_dir), out)
-        run_dir = prepare_run_dir(args.out or Path("runs") / f"train-{label}-seed{cfg.seed}-{stamp}", resume=False)
+        run_dir = args.out or Path("runs") / f"train-{label}-seed{cfg.seed}-{stamp}"
     device = resolve_device(cfg.device)
-    trainer = Trainer(cfg, run_dir, device, [progress], cache_dir=args.cache_dir)
-    print(f"gaeanas train: {_genotype_label(trainer.cfg.genotype)} ({trainer.cfg.network} network, "
-          f"C={trainer.cfg.channels}, L={trainer.cfg.cells}), data {trainer.cfg.data}, {trainer.cfg.epochs} epochs, "
-          f"device {device}; run directory {run_dir}", flush=True)
-    result = run_interruptible(trainer, "train", run_dir)
+
+    def start(path: Path) -> Trainer:
+        trainer = Trainer(cfg, path, device, [progress], cache_dir=args.cache_dir)
+        print(f"gaeanas train: {_genotype_label(trainer.cfg.genotype)} ({trainer.cfg.network} network, "
+              f"C={trainer.cfg.channels}, L={trainer.cfg.cells}), data {trainer.cfg.data}, {trainer.cfg.epochs} "
+              f"epochs, device {device}; run directory {path}", flush=True)
+        return trainer
+
+    result = run_in_dir(start, "train", run_dir, bool(args.resume))
     if result is None:
         return 130
     print_train_result(result)
@@ -347,10 +400,10 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gaeanas", description="Geometry-aware gradient-based NAS (GAEA).",
+    parser = Parser(prog="gaeanas", description="Geometry-aware gradient-based NAS (GAEA).",
                                      formatter_class=HELP_FORMAT, epilog=EXAMPLES["search"])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     search = sub.add_parser("search", help="run an architecture search", formatter_class=HELP_FORMAT,
                             epilog=EXAMPLES["search"])
     add_run_dir_flags(search, "search", "run directory (default: runs/<space>-<method>-<objective>-seed<N>-<time>)")
@@ -369,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds (default: 0,1,2)")
     repro.add_argument("--data", required=True, help="CIFAR-10 training images (folder or python release)")
     repro.add_argument("--benchmark", required=True, help="NAS-Bench-201 table (CSV)")
-    repro.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    repro.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
     repro.add_argument("--out", type=Path, default=None, help="results folder (default: results/nb201-<scale>)")
     repro.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     repro.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
@@ -414,6 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except GaeanasError as err:
         print(f"gaeanas: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("gaeanas: error: out of memory; use --resize with a smaller size, --subset, or a smaller --batch-size",
+              file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a file that vanished mid-run: the OS says what and where
+        where = f": {err.filename}" if err.filename else ""
+        print(f"gaeanas: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
 
 

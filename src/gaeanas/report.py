@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .nasbench.nb201 import DATASETS
-from .rundir import CONFIG_FILE, RESULT_FILE, read_log
+from .rundir import CONFIG_FILE, LOG_FILE, RESULT_FILE, read_json, read_log, run_kind
 
 DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
 
@@ -38,8 +37,7 @@ def load_run(path: str | os.PathLike) -> Run:
     for name in (CONFIG_FILE, RESULT_FILE):
         if not (path / name).is_file():
             raise ConfigError(f"{path} is not a finished gaeanas run: {name} is missing")
-    return Run(path, json.loads((path / CONFIG_FILE).read_text()), read_log(path),
-               json.loads((path / RESULT_FILE).read_text()))
+    return Run(path, read_json(path / CONFIG_FILE), read_log(path), read_json(path / RESULT_FILE))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -206,6 +204,21 @@ def _pyplot():
     return plt
 
 
+def _search_run(run_dir: Path) -> Run:
+    """A search run (finished or not) with at least one logged epoch, read for plotting."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"{run_dir} is not a gaeanas run directory: it has no {CONFIG_FILE}")
+    config = read_json(run_dir / CONFIG_FILE)
+    kind = run_kind(config) if isinstance(config, dict) else None
+    if kind != "search":
+        raise ConfigError(f"{run_dir} is {'a ' + kind if kind else 'not a'} run, not a search run: gaeanas report "
+                          "draws the architecture weights of search runs")
+    log = read_log(run_dir)
+    if not log:
+        raise ConfigError(f"{run_dir} has no logged epoch yet ({LOG_FILE} is missing or empty)")
+    return Run(run_dir, config, log, {})
+
+
 def report_run(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
                out_dir: str | os.PathLike | None = None) -> list[Path]:
     """Draw entropy.png (and oracle.png when the runs have benchmark accuracies) for one search run, or for
@@ -213,15 +226,12 @@ def report_run(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
     paths = [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [Path(p) for p in run_dirs]
     if not paths:
         raise ConfigError("no run directories given")
-    runs = []
-    for run_dir in paths:
-        log = read_log(run_dir)
-        if not (run_dir / CONFIG_FILE).is_file() or not log:
-            raise ConfigError(f"{run_dir} is not a gaeanas run directory with at least one logged epoch")
-        runs.append(Run(run_dir, json.loads((run_dir / CONFIG_FILE).read_text()), log, {}))
+    runs = [_search_run(run_dir) for run_dir in paths]
     if out_dir is None and len(paths) > 1:
         raise ConfigError("several runs: say where the plots go (out_dir / --out)")
     out = Path(out_dir) if out_dir else paths[0]
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the plots")
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)
     written = [out / "entropy.png"]

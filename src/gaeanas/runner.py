@@ -12,9 +12,10 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import torch
 
 from .data import DeviceLoader, ImageDataset
-from .errors import ConfigError
-from .rundir import (CONFIG_FILE, RESULT_FILE, append_log, prepare_run_dir, read_checkpoint, read_config,
-                     read_json, truncate_log, write_checkpoint, write_config, write_json)
+from .errors import ConfigError, DataError, DivergenceError, RunDirError
+from .rundir import (CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, append_log, claimed_run_dir, config_identity,
+                     read_checkpoint, read_config, read_json, read_log, write_checkpoint, write_config, write_json,
+                     write_log)
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,26 @@ class NullCallback:
         pass
 
 
+def check_finite(values: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    """DivergenceError naming the first of `values` (what -> tensor) that holds a NaN or an infinity.
+
+    One device sync per call: the common case is a single check of all values together."""
+    if bool(torch.isfinite(torch.cat([v.detach().reshape(-1).float() for v in values.values()])).all()):
+        return
+    for what, value in values.items():
+        bad = value.detach().float()
+        if not bool(torch.isfinite(bad).all()):
+            kind = "NaN" if bool(torch.isnan(bad).any()) else "infinite"
+            raise DivergenceError(f"the run diverged at epoch {epoch + 1}, step {step + 1}: {what} became {kind}")
+
+
 class EpochRunner:
     """An epoch loop that lives in a run directory: config.json, log.jsonl, checkpoint.pt, result.json.
 
-    Subclasses set cfg (with record()), run_dir, device, callbacks and epoch, and implement state_dict(),
-    load_state_dict(), _run_epoch() (one epoch; returns its log record) and _result().
+    Subclasses set cfg (with record() and KIND), run_dir, device, callbacks, epoch and data (what the run's data
+    looked like: name, classes, image count), and implement state_dict(), load_state_dict(), _run_epoch() (one
+    epoch; returns its log record; raises DivergenceError on a non-finite number) and _result() (from
+    self.records, the log's records).
     """
 
     cfg: Any
@@ -86,31 +102,69 @@ class EpochRunner:
     device: torch.device
     callbacks: list
     epoch: int
+    data: dict[str, Any]
+    records: list[dict[str, Any]]
 
     def run(self) -> dict[str, Any]:
         """Run the remaining epochs, logging and checkpointing each one; write and return result.json."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(self.run_dir, self.cfg.record(), self.device)
-        self._restore()
+        settings = self.cfg.record()
+        write_config(self.run_dir, settings, self.device, self.cfg.KIND)
+        identity = config_identity(settings)
+        self._restore(identity)
         while self.epoch < self.cfg.epochs:
-            record = self._run_epoch()
+            try:
+                record = self._run_epoch()
+            except DivergenceError as err:
+                raise DivergenceError(f"{err}; {self._kept()}") from None
+            self.records.append(record)
             append_log(self.run_dir, record)
-            write_checkpoint(self.run_dir, self.state_dict())
+            write_checkpoint(self.run_dir, {**self.state_dict(), "log": self.records, "data": self.data}, identity)
             for cb in self.callbacks:
                 cb.on_epoch_end(record)
         result = self._result()
         write_json(self.run_dir / RESULT_FILE, result)
         return result
 
-    def _restore(self) -> None:
-        """Continue from the checkpoint if there is one, dropping log lines written after it."""
-        state = read_checkpoint(self.run_dir, self.device)
+    def _kept(self) -> str:
+        """What a stopped run leaves: its last good checkpoint, or nothing."""
+        if (self.run_dir / CHECKPOINT_FILE).exists():
+            return f"its last good checkpoint, after epoch {self.epoch}, is kept in {self.run_dir}"
+        return "no epoch had finished, so nothing was kept"
+
+    def _restore(self, identity: str) -> None:
+        """Continue from the checkpoint if there is one; log.jsonl is rewritten from the checkpoint's records."""
+        state = read_checkpoint(self.run_dir, self.device, identity)
         if state is None:  # nothing to continue from: any logged epochs are stale
-            truncate_log(self.run_dir, 0)
+            self.records = []
+            write_log(self.run_dir, [])
             return
+        self._check_same_data(state.get("data"))
         self.load_state_dict(state)
-        truncate_log(self.run_dir, self.epoch)
+        self.records = state["log"] if "log" in state else self._legacy_records()
+        write_log(self.run_dir, self.records)
         log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
+
+    def _check_same_data(self, saved: dict[str, Any] | None) -> None:
+        """DataError when the run's data changed since it began (other classes or another number of images)."""
+        if saved is None:  # checkpoints of 0.2 did not record it
+            return
+        for key in ("classes", "images"):
+            if saved[key] != self.data[key]:
+                was, now = saved[key], self.data[key]
+                what = (f"{len(now)} classes, the run began with {len(was)}" if key == "classes" and len(was) != len(now)
+                        else f"classes {now[:5]}, the run began with {was[:5]}" if key == "classes"
+                        else f"{now} images, the run began with {was}")
+                raise DataError(f"the data {self.data['name']} has changed since this run began: it now has {what}; "
+                                "restore it, or start a new run")
+
+    def _legacy_records(self) -> list[dict[str, Any]]:
+        """The log records of a 0.2 checkpoint (which did not hold them): log.jsonl's, up to the checkpoint."""
+        records = [r for r in read_log(self.run_dir) if r["epoch"] <= self.epoch]
+        if len(records) != self.epoch:
+            raise RunDirError(f"{self.run_dir}/log.jsonl holds {len(records)} of the {self.epoch} epochs its "
+                              "checkpoint has run; the run's history is lost, start it again")
+        return records
 
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -132,10 +186,10 @@ def run_or_resume(runner: RunnerFactory, config_cls: type, cfg: Any, run_dir: st
                   device: torch.device | str, callbacks: Any, resume: bool, cache_dir: Any) -> dict[str, Any]:
     """Start `runner(cfg, path, device, callbacks, cache_dir).run()` in a new run directory, or continue one
     from its own config.json (resume=True, cfg ignored). Returns the result dict."""
-    path = prepare_run_dir(run_dir, resume)
-    if resume:
-        cfg = read_config(path, config_cls)
-    return runner(cfg, path, torch.device(device), callbacks, cache_dir).run()
+    with claimed_run_dir(run_dir, resume) as path:
+        if resume:
+            cfg = read_config(path, config_cls)
+        return runner(cfg, path, torch.device(device), callbacks, cache_dir).run()
 
 
 def same_setup(saved: Any, wanted: Any, ignore: frozenset[str]) -> bool:
@@ -166,16 +220,18 @@ def run_set(runs: Sequence[PlannedRun], runner: RunnerFactory, config_cls: type,
         saved = read_config(planned.path, config_cls) if started else None
         if saved is not None and not same_setup(saved, planned.cfg, ignore):
             raise ConfigError(f"{planned.path} {mismatch}; move it away or use another results folder")
-        reused = (planned.path / RESULT_FILE).is_file()
-        run = None
-        if not reused:
-            cfg = dataclasses.replace(saved or planned.cfg, **refresh)
-            run = runner(cfg, prepare_run_dir(planned.path, resume=started), device, callbacks, cache_dir)
-        if on_run_start is not None:
-            on_run_start(index, reused)
-        results.append(read_json(planned.path / RESULT_FILE) if run is None else run.run())
+        if (planned.path / RESULT_FILE).is_file():
+            if on_run_start is not None:
+                on_run_start(index, True)
+            results.append(read_json(planned.path / RESULT_FILE))
+            continue
+        with claimed_run_dir(planned.path, resume=started) as path:
+            run = runner(dataclasses.replace(saved or planned.cfg, **refresh), path, device, callbacks, cache_dir)
+            if on_run_start is not None:
+                on_run_start(index, False)
+            results.append(run.run())
     return results
 
 
-__all__ = ["seeded", "sgd_with_cosine", "sgd_step", "training_loader", "EpochCallback", "NullCallback",
+__all__ = ["seeded", "sgd_with_cosine", "sgd_step", "training_loader", "check_finite", "EpochCallback", "NullCallback",
            "EpochRunner", "run_or_resume", "same_setup", "PlannedRun", "run_set"]

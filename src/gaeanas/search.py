@@ -7,21 +7,22 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .data import ImageDataset, channel_stats, load_dataset, seeded_subset, split_in_two
-from .errors import ConfigError
+from .errors import ConfigError, DataError
+from .memory import require_memory
 from .methods import METHODS, Method, get_method, method_settings
 from .nasbench import NB201Table
 from .relax import Architecture
-from .rundir import config_from_dict, flag, opt, read_config, read_log
-from .runner import (EpochCallback, EpochRunner, run_or_resume, seeded, sgd_step, sgd_with_cosine,
+from .rundir import check_run_settings, config_from_dict, flag, opt, read_config
+from .runner import (EpochCallback, EpochRunner, check_finite, run_or_resume, seeded, sgd_step, sgd_with_cosine,
                      training_loader)
 from .runtime import PRECISIONS, autocast
-from .spaces import SPACES, SearchModel, SearchSpace, candidate_ops, get_space, space_settings
+from .spaces import SPACES, SearchModel, SearchSpace, candidate_ops, get_space, space_settings, supernet_bytes
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ OBJECTIVES = ("erm", "bilevel")
 class SearchConfig:
     """Everything that defines a search. Defaults follow the GAEA paper's appendix C.3 (NAS-Bench-201)."""
 
+    KIND: ClassVar[str] = "search"  # what config.json's run_info calls this kind of run
     # what to search
     space: str = opt("nb201", "search space (registered in gaeanas.spaces)")
     method: str = opt("gaea-darts", "search method (registered in gaeanas.methods)")
@@ -76,7 +78,7 @@ class SearchConfig:
     warmup_epochs: int | None = opt(None, "epochs of weight training before the architecture starts to learn; "
                                           "default: the method's (0, pcdarts 15, gaea-pcdarts 10)")
     # run
-    seed: int = opt(0, "seeds initialisation, data order, augmentation, splits and Gumbel noise")
+    seed: int = opt(0, "seeds initialisation, data order, augmentation, splits and Gumbel noise (0 to 2**32 - 1)")
     device: str = opt("auto", "auto, cpu or cuda")
     precision: str = opt("fp32", "fp32 or bf16 (autocast; parameters and optimizers stay fp32)")
     channels_last: bool = opt(True, "channels_last memory format for images and weights (faster on CPU and GPU)")
@@ -104,13 +106,14 @@ class SearchConfig:
         return cfg
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first out-of-range setting."""
+        """Raise ConfigError naming the first out-of-range setting, or settings that cannot work together."""
+        check_run_settings(self)
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}; known: {OBJECTIVES}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {PRECISIONS}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "arch_lr": self.arch_lr,
-                    "channels": self.channels, "cells": self.cells, "tau_min": self.tau_min}
+                    "channels": self.channels, "cells": self.cells, "tau_min": self.tau_min, "tau_max": self.tau_max}
         for name, value in positive.items():
             if value is not None and not value > 0:
                 raise ConfigError(f"{flag(name)} must be > 0, got {value}")
@@ -127,6 +130,12 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"{flag(name)} must be in [0, 1), got {value}")
+        if self.tau_max is not None and self.tau_min is not None and self.tau_max < self.tau_min:
+            raise ConfigError(f"--tau-max ({self.tau_max}) must be at least --tau-min ({self.tau_min}): the Gumbel "
+                              "temperature anneals down from --tau-max")
+        if self.warmup_epochs is not None and self.epochs is not None and self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"--warmup-epochs ({self.warmup_epochs}) must be less than --epochs ({self.epochs}): "
+                              "the architecture would never learn and the genotype would come from untrained weights")
 
     def record(self) -> dict[str, Any]:
         """The settings this config's method and space use (what config.json keeps)."""
@@ -253,6 +262,7 @@ class Search(EpochRunner):
     def _setup(self) -> None:
         cfg, device = self.cfg, self.device
         weight_set, arch_set = load_search_data(cfg, self.cache_dir)
+        self._check_images(weight_set)
         if cfg.crop_pad is None:
             self.cfg = cfg = dataclasses.replace(cfg, crop_pad=default_crop_pad(weight_set.image_size))
         mean, std = channel_stats(weight_set.images)
@@ -261,8 +271,11 @@ class Search(EpochRunner):
         self.weight_loader = training_loader(weight_set, cfg, self.generators["weights"], device, mean, std)
         self.arch_loader = training_loader(arch_set, cfg, self.generators["arch"], device, mean, std)
         self.classes = weight_set.classes
+        self.data = {"name": cfg.data, "classes": list(self.classes),
+                     "images": len(weight_set) + (len(arch_set) if arch_set is not weight_set else 0)}
         with seeded(cfg.seed, device):
             self.model = build_search_model(cfg, len(self.classes), self.generators["gumbel"]).to(device)
+        self._check_memory(weight_set, arch_set)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.step = SearchStep(cfg, self.model, device)
@@ -270,6 +283,31 @@ class Search(EpochRunner):
         self.epoch = 0
         log.info("search: %s/%s/%s on %s (%d weight, %d arch images, %d classes) on %s", cfg.space, cfg.method,
                  cfg.objective, cfg.data, len(weight_set), len(arch_set), len(self.classes), device)
+
+    def _check_images(self, weight_set: ImageDataset) -> None:
+        """Refuse data with fewer than two classes, or images too small for the supernet's reductions."""
+        cfg, space = self.cfg, get_space(self.cfg.space)
+        if len(weight_set.classes) < 2:
+            raise DataError(f"the data {cfg.data} has {len(weight_set.classes)} class "
+                            f"({', '.join(weight_set.classes)}); a search needs at least 2 (one subfolder per class)")
+        height, width = weight_set.image_size
+        if min(height, width) < space.min_image_size:
+            side = space.min_image_size
+            raise DataError(f"the images of {cfg.data} are {width}x{height} pixels, smaller than the {side}x{side} "
+                            f"that the {space.name} supernet's reductions need; use --resize {side} or larger")
+
+    def _check_memory(self, weight_set: ImageDataset, arch_set: ImageDataset) -> None:
+        """Refuse a search step that would not fit in memory (checked before the first forward pass)."""
+        cfg, space = self.cfg, get_space(self.cfg.space)
+        height, width = weight_set.image_size
+        parameters = sum(p.numel() for p in self.model.parameters())
+        need = supernet_bytes(space, cfg.channels, cfg.cells, len(candidate_ops(space, cfg.exclude_none)),
+                              weight_set.image_size, cfg.batch_size, parameters)
+        if self.device.type != "cpu":  # the dataset is copied to the device too
+            need += weight_set.images.numel() + (arch_set.images.numel() if arch_set is not weight_set else 0)
+        require_memory(need, f"a search step of the {space.name} supernet (C={cfg.channels}, N={cfg.cells}, batch "
+                             f"{cfg.batch_size}, {width}x{height} images)", self.device,
+                       "use --resize with a smaller size, or a smaller --batch-size, --channels or --cells")
 
     # ---- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -310,6 +348,8 @@ class Search(EpochRunner):
             if learn_arch:
                 totals[3:] += self.step.arch_step(*next(arch_batches))
             totals[:3] += self.step.weight_step(x, y)
+            check_finite({"the weight-training loss": totals[0], "the architecture loss": totals[3],
+                          "the architecture weights": torch.cat([p.reshape(-1) for p in self.step.arch_params])}, epoch, step)
             if self.callbacks:  # metrics once per step, and only when someone listens
                 metrics = {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2],
                            "entropy": self.model.arch.entropy()}
@@ -343,7 +383,7 @@ class Search(EpochRunner):
         return record
 
     def _result(self) -> dict[str, Any]:
-        records = read_log(self.run_dir)
+        records = self.records
         last = records[-1]
         return {
             "genotype": last["genotype"],

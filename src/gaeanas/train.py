@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +16,8 @@ from torch import nn
 from .data import DeviceLoader, ImageDataset, channel_stats, load_dataset, seeded_subset
 from .errors import ConfigError, DataError
 from .report import mean_std
-from .rundir import config_from_dict, flag, opt, read_config, read_log, write_json
-from .runner import (EpochCallback, EpochRunner, PlannedRun, run_or_resume, run_set, seeded, sgd_step,
+from .rundir import check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
+from .runner import (EpochCallback, EpochRunner, PlannedRun, check_finite, run_or_resume, run_set, seeded, sgd_step,
                      sgd_with_cosine, training_loader)
 from .runtime import PRECISIONS, autocast
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
@@ -37,6 +36,7 @@ DEFAULT_AUXILIARY_WEIGHT = 0.4  # DARTS
 class TrainConfig:
     """Everything that defines a from-scratch training. Defaults follow the paper's CIFAR-10 setting (C.1.2)."""
 
+    KIND: ClassVar[str] = "train"  # what config.json's run_info calls this kind of run
     # what to train
     genotype: str | None = opt(None, "the cell: a published name (DARTS_V2, PC_DARTS), random:SEED (a uniformly "
                                      "random cell), a genotype file (JSON or Genotype(...)), a search or train run "
@@ -67,7 +67,7 @@ class TrainConfig:
     weight_decay: float = opt(3e-4, "L2 coefficient on every weight")
     grad_clip: float = opt(5.0, "max L2 norm of the gradient; 0 disables")
     # run
-    seed: int = opt(0, "seeds initialisation, data order, augmentation and drop-path")
+    seed: int = opt(0, "seeds initialisation, data order, augmentation and drop-path (0 to 2**32 - 1)")
     device: str = opt("auto", "auto, cpu or cuda")
     precision: str = opt("fp32", "fp32 or bf16 (autocast; parameters and optimizer stay fp32)")
     channels_last: bool = opt(True, "channels_last memory format for images and weights")
@@ -89,6 +89,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first out-of-range setting."""
+        check_run_settings(self)
         if not self.genotype:
             raise ConfigError("no genotype given: pass --genotype with a published name "
                               f"({', '.join(PUBLISHED)}), a genotype file, or a search run directory")
@@ -98,17 +99,17 @@ class TrainConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {PRECISIONS}")
         for name in ("channels", "cells", "epochs", "batch_size", "lr"):
             if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)}")
         for name in ("auxiliary_weight", "crop_pad", "cutout", "lr_min", "momentum", "weight_decay", "grad_clip"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.drop_path < 1.0:
-            raise ConfigError(f"drop_path must be in [0, 1), got {self.drop_path}")
+            raise ConfigError(f"--drop-path must be in [0, 1), got {self.drop_path}")
         if self.channels % 2:
-            raise ConfigError(f"channels must be even (factorized reductions halve them), got {self.channels}")
+            raise ConfigError(f"--channels must be even (factorized reductions halve them), got {self.channels}")
         for name in ("subset", "test_subset"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1 image, got {getattr(self, name)}")
+                raise ConfigError(f"{flag(name)} must be at least 1 image, got {getattr(self, name)}")
 
     def record(self) -> dict[str, Any]:
         """The settings this training uses (what config.json keeps): all but an unused auxiliary weight."""
@@ -184,6 +185,7 @@ class Trainer(EpochRunner):
             mean=mean, std=std, channels_last=cfg.channels_last)
         self.classes = train_set.classes
         self.image_size = train_set.image_size
+        self.data = {"name": cfg.data, "classes": list(self.classes), "images": len(train_set)}
         with seeded(cfg.seed, device):
             self.model = build_network(cfg, self.genotype, len(self.classes)).to(device)
         self.model.drop_path_generator = self.drop_path_generator
@@ -223,6 +225,7 @@ class Trainer(EpochRunner):
         totals = torch.zeros(3, device=self.device)  # loss * n, correct, n
         for step, (x, y) in enumerate(self.train_loader):
             totals += self._train_step(x, y)
+            check_finite({"the training loss": totals[0]}, epoch, step)
             for cb in self.callbacks:
                 cb.on_step(step, {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2]})
         self.scheduler.step()
@@ -258,7 +261,7 @@ class Trainer(EpochRunner):
         return loss / n, 100.0 * correct / n
 
     def _result(self) -> dict[str, Any]:
-        records = read_log(self.run_dir)
+        records = self.records
         final_acc = records[-1]["test_acc"]
         return {
             "genotype": str(self.genotype),
@@ -334,7 +337,7 @@ def resume_seeds(out_dir: str | os.PathLike, device: torch.device | str = "cpu",
     path = Path(out_dir) / SEEDS_FILE
     if not path.is_file():
         raise ConfigError(f"cannot resume {out_dir}: no {SEEDS_FILE} there (is it a gaeanas train --seeds folder?)")
-    saved = json.loads(path.read_text())
+    saved = read_json(path)
     return run_seeds(TrainConfig.from_saved(saved["config"]), out_dir, saved["seeds"], device, callbacks,
                      on_run_start, cache_dir)
 

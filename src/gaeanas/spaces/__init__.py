@@ -23,12 +23,17 @@ class SearchSpace(Protocol):
     build_supernet(channels, cells, num_classes, ops, method): the supernet; forward(x, {name: Mixing}).
     arch_shapes(ops, method): {tensor name: shape (..., k)}, one row per decision.
     discretise({name: probs}, ops): the genotype the weights select; str(genotype) round-trips via parse_genotype.
+    min_image_size: pixels; the smallest image side the supernet's reductions can take.
+    activation_factor: the supernet's forward outputs per image, per (channel x cell x op x pixel): its
+        activation memory is about batch x factor x C x N x ops x H x W numbers (measured on the meta device).
     """
 
     name: str
     ops: tuple[str, ...]
     defaults: dict[str, Any]
     settings: frozenset[str]
+    min_image_size: int
+    activation_factor: float
 
     def check_method(self, method: Any) -> None: ...
     def build_supernet(self, channels: int, cells: int, num_classes: int, ops: Sequence[str], method: Any
@@ -51,6 +56,8 @@ class RegisteredSpace:
     parse_genotype: Callable[[str], Any]
     defaults: dict[str, Any] = field(default_factory=dict)
     settings: frozenset[str] = frozenset()
+    min_image_size: int = 1
+    activation_factor: float = 4.0
 
 
 SPACES: dict[str, SearchSpace] = {
@@ -61,14 +68,15 @@ SPACES: dict[str, SearchSpace] = {
         # The GAEA paper's appendix C.3.
         defaults={"channels": 16, "cells": 5, "objective": "erm", "epochs": 25, "batch_size": 64,
                   "lr": 0.025, "lr_min": 0.001},
-        settings=frozenset({"benchmark"})),
+        settings=frozenset({"benchmark"}), min_image_size=3, activation_factor=4.0),
     "darts": RegisteredSpace(
         name="darts", ops=darts.OPS, check_method=darts.check_method,
         build_supernet=darts.build_supernet, arch_shapes=darts.arch_shapes, discretise=darts.discretise,
         parse_genotype=DartsGenotype.parse,
         # The GAEA paper's appendix C.1.1 (PC-DARTS / GAEA PC-DARTS search).
         defaults={"channels": 16, "cells": 8, "objective": "bilevel", "epochs": 50, "batch_size": 256,
-                  "lr": 0.1, "lr_min": 0.0}),
+                  "lr": 0.1, "lr_min": 0.0},
+        activation_factor=2.0),
 }
 
 
@@ -82,6 +90,15 @@ def get_space(name: str) -> SearchSpace:
 def space_settings() -> frozenset[str]:
     """The SearchConfig fields that belong to some space: each is refused in a space that does not read it."""
     return frozenset().union(*(space.settings for space in SPACES.values()))
+
+
+def supernet_bytes(space: SearchSpace, channels: int, cells: int, n_ops: int, image_size: tuple[int, int],
+                   batch_size: int, parameters: int) -> int:
+    """About how much memory a search step takes, in bytes: fp32 activations kept for the backward pass (twice
+    the forward outputs, see activation_factor) and the weights with their gradients and momentum (x3)."""
+    height, width = image_size
+    activations = batch_size * space.activation_factor * channels * cells * n_ops * height * width
+    return int(4 * (2 * activations + 3 * parameters))
 
 
 def candidate_ops(space: SearchSpace, exclude_none: bool) -> tuple[str, ...]:

@@ -240,12 +240,14 @@ class Supernet(nn.Module):
 
 def _check_config(channels: int, cells: int, num_classes: int, partial: int) -> None:
     if channels < 1 or num_classes < 2:
-        raise ConfigError(f"need channels >= 1 and classes >= 2; got {channels}, {num_classes}")
+        raise ConfigError(f"the DARTS supernet needs --channels >= 1 and data with at least 2 classes; got "
+                          f"{channels} channels and {num_classes} classes")
     if cells < 3:
-        raise ConfigError(f"the DARTS space needs cells >= 3 so that its two reduction cells "
-                          f"(at L//3 and 2L//3) exist; got cells={cells}")
+        raise ConfigError(f"--cells must be at least 3 in the darts space, so that its two reduction cells "
+                          f"(at L//3 and 2L//3) exist; got {cells}")
     if partial < 1 or channels % partial:
-        raise ConfigError(f"partial channels with K={partial} need channels divisible by K; got channels={channels}")
+        raise ConfigError(f"--channels must be divisible by {partial} for partial channels (1/{partial} of them go "
+                          f"through the mixed op); got {channels}")
 
 
 def check_method(method) -> None:
