@@ -76,16 +76,17 @@ class NullCallback:
 
 
 def check_finite(values: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-    """DivergenceError naming the first of `values` (what -> tensor) that holds a NaN or an infinity.
+    """DivergenceError naming each of `values` (what -> tensor) that holds a NaN or an infinity.
 
     One device sync per call: the common case is a single check of all values together."""
     if bool(torch.isfinite(torch.cat([v.detach().reshape(-1).float() for v in values.values()])).all()):
         return
+    bad = []
     for what, value in values.items():
-        bad = value.detach().float()
-        if not bool(torch.isfinite(bad).all()):
-            kind = "NaN" if bool(torch.isnan(bad).any()) else "infinite"
-            raise DivergenceError(f"the run diverged at epoch {epoch + 1}, step {step + 1}: {what} became {kind}")
+        value = value.detach().float()
+        if not bool(torch.isfinite(value).all()):
+            bad.append(f"{what} ({'NaN' if bool(torch.isnan(value).any()) else 'infinite'})")
+    raise DivergenceError(f"the run diverged at epoch {epoch + 1}, step {step + 1}: non-finite values in {', '.join(bad)}")
 
 
 class EpochRunner:
@@ -104,19 +105,20 @@ class EpochRunner:
     epoch: int
     data: dict[str, Any]
     records: list[dict[str, Any]]
+    divergence_hint = "a lower --lr may help"
 
     def run(self) -> dict[str, Any]:
         """Run the remaining epochs, logging and checkpointing each one; write and return result.json."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         settings = self.cfg.record()
-        write_config(self.run_dir, settings, self.device, self.cfg.KIND)
         identity = config_identity(settings)
-        self._restore(identity)
+        self._restore(identity)  # first, so that a refused resume leaves the run directory as it was
+        write_config(self.run_dir, settings, self.device, self.cfg.KIND)
         while self.epoch < self.cfg.epochs:
             try:
                 record = self._run_epoch()
             except DivergenceError as err:
-                raise DivergenceError(f"{err}; {self._kept()}") from None
+                raise DivergenceError(f"{err}; {self._kept()}; {self.divergence_hint}") from None
             self.records.append(record)
             append_log(self.run_dir, record)
             write_checkpoint(self.run_dir, {**self.state_dict(), "log": self.records, "data": self.data}, identity)

@@ -103,6 +103,12 @@ class SearchConfig:
                         break
         cfg = dataclasses.replace(self, **filled)
         cfg.validate()
+        if cfg.warmup_epochs >= cfg.epochs:
+            given = "" if "warmup_epochs" in filled else " given"
+            default = f" ({method.name}'s default)" if "warmup_epochs" in filled else ""
+            raise ConfigError(f"--warmup-epochs{given} {cfg.warmup_epochs}{default} must be less than --epochs "
+                              f"{cfg.epochs}: the architecture would never learn and the genotype would come from "
+                              "untrained weights; give more --epochs or a smaller --warmup-epochs")
         return cfg
 
     def validate(self) -> None:
@@ -133,9 +139,6 @@ class SearchConfig:
         if self.tau_max is not None and self.tau_min is not None and self.tau_max < self.tau_min:
             raise ConfigError(f"--tau-max ({self.tau_max}) must be at least --tau-min ({self.tau_min}): the Gumbel "
                               "temperature anneals down from --tau-max")
-        if self.warmup_epochs is not None and self.epochs is not None and self.warmup_epochs >= self.epochs:
-            raise ConfigError(f"--warmup-epochs ({self.warmup_epochs}) must be less than --epochs ({self.epochs}): "
-                              "the architecture would never learn and the genotype would come from untrained weights")
 
     def record(self) -> dict[str, Any]:
         """The settings this config's method and space use (what config.json keeps)."""
@@ -247,6 +250,8 @@ def load_search_data(cfg: SearchConfig, cache_dir: str | os.PathLike | None = No
 class Search(EpochRunner):
     """One search run in one run directory; `run()` starts it or continues it from its checkpoint."""
 
+    divergence_hint = "a lower --lr or --arch-lr may help"
+
     def __init__(self, cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.device,
                  callbacks: Sequence[SearchCallback] = (), cache_dir: str | os.PathLike | None = None) -> None:
         self.cfg = dataclasses.replace(cfg.resolved(), device=str(device))
@@ -355,6 +360,8 @@ class Search(EpochRunner):
                            "entropy": self.model.arch.entropy()}
                 for cb in self.callbacks:
                     cb.on_step(step, metrics)
+        check_finite({"the network weights": torch.cat([p.detach().reshape(-1) for p in self.step.weight_params])},
+                      epoch, step)
         self.scheduler.step()
         self.epoch += 1
         return {**self._epoch_record(totals.tolist(), lr, time.perf_counter() - start), **scheduled}

@@ -228,6 +228,7 @@ class Trainer(EpochRunner):
             check_finite({"the training loss": totals[0]}, epoch, step)
             for cb in self.callbacks:
                 cb.on_step(step, {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2]})
+        check_finite({"the network weights": torch.cat([p.detach().reshape(-1) for p in self.params])}, epoch, step)
         self.scheduler.step()
         test_loss, test_acc = self.evaluate()
         self.epoch += 1
