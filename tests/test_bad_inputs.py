@@ -413,3 +413,41 @@ def test_a_damaged_checkpoint_offers_the_previous_one_which_resumes(tmp_path, ca
 
 def test_result_json_is_strict_json(tmp_path, finished_search):
     json.loads((finished_search / RESULT_FILE).read_text(), parse_constant=lambda name: pytest.fail(name))
+
+
+def test_a_second_process_on_the_same_out_is_refused_naming_the_holder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GAEANAS_CACHE", str(tmp_path / "cache"))
+    data = str(make_image_folder(tmp_path / "data", classes=2, per_class=6))
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.pwrite(holder, b"31337\n", 0)
+        code, _, err = cli(capsys, ["search", "--data", data, "--epochs", "1", "--out", str(out), *TINY_SEARCH])
+        assert code == 2 and "in use by another gaeanas process (PID 31337)" in err
+        assert {p.name for p in out.iterdir()} == {LOCK_FILE}
+    finally:
+        os.close(holder)
+    code, _, err = cli(capsys, ["search", "--data", data, "--epochs", "1", "--out", str(out), *TINY_SEARCH])
+    assert code == 0, err
+
+
+def test_progress_bars_stay_off_when_output_is_not_a_terminal(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GAEANAS_CACHE", str(tmp_path / "cache"))
+    data = str(make_image_folder(tmp_path / "data", classes=2, per_class=6))
+    argv = ["search", "--data", data, "--epochs", "2", "--out", str(tmp_path / "run"), *TINY_SEARCH[:-1]]
+    code, out, err = cli(capsys, argv)  # no --no-progress: captured output is not a terminal
+    assert code == 0 and err == "" and "\r" not in out
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith("epoch")] == [["epoch", "1"],
+                                                                                          ["epoch", "2"]]
+
+
+def test_a_search_step_beyond_memory_is_refused_before_it_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GAEANAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GAEANAS_MEMORY_LIMIT", str(2 * 2**20))
+    data = str(make_image_folder(tmp_path / "data", classes=2, per_class=6))
+    code, _, err = cli(capsys, ["search", "--data", data, "--epochs", "1", "--out", str(tmp_path / "run"),
+                                "--channels", "16", "--cells", "5", "--batch-size", "64", "--no-progress"])
+    assert code == 2 and "a search step of the nb201 supernet" in err and "--batch-size" in err
+    assert not (tmp_path / "run").exists()

@@ -205,3 +205,26 @@ def test_fused_cell_looks_up_each_ops_kernel_by_name(monkeypatch):
     monkeypatch.delitem(NB201_FUSED, "avg_pool_3x3")
     with pytest.raises(NotImplementedError, match="'avg_pool_3x3' has no fused kernel"):
         net(torch.randn(2, 3, 8, 8), {"cell": Mixing(torch.full((len(EDGES), len(OPS)), 0.2))})
+
+
+@pytest.mark.parametrize("space, method, channels, cells, side", [
+    ("nb201", "gaea-darts", 4, 1, 16), ("nb201", "darts", 8, 2, 32),
+    ("darts", "gaea-darts", 4, 3, 16), ("darts", "gaea-pcdarts", 8, 3, 16),
+])
+def test_supernet_memory_estimate_is_within_a_factor_of_two_of_a_measurement(space, method, channels, cells, side):
+    """supernet_bytes' activations against the forward outputs of every leaf module, counted on the meta device."""
+    from gaeanas.search import SearchConfig, build_search_model
+    from gaeanas.spaces import SPACES, candidate_ops, supernet_bytes
+
+    cfg = SearchConfig(space=space, method=method, channels=channels, cells=cells, warmup_epochs=0).resolved()
+    with torch.device("meta"):
+        model = build_search_model(cfg, 10)
+    outputs = []
+    for module in model.modules():
+        if not list(module.children()):
+            module.register_forward_hook(lambda m, i, out: outputs.append(out.numel()))
+    model(torch.empty(1, 3, side, side, device="meta"))
+    measured = 4 * 2 * sum(outputs)  # fp32, forward outputs plus as much again kept for the backward pass
+    n_ops = len(candidate_ops(SPACES[space], False))
+    estimate = supernet_bytes(SPACES[space], channels, cells, n_ops, (side, side), batch_size=1, parameters=0)
+    assert 0.5 <= estimate / measured <= 2.0
