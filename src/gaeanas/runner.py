@@ -151,14 +151,17 @@ class EpochRunner:
         """DataError when the run's data changed since it began (other classes or another number of images)."""
         if saved is None:  # checkpoints of 0.2 did not record it
             return
-        for key in ("classes", "images"):
-            if saved[key] != self.data[key]:
-                was, now = saved[key], self.data[key]
-                what = (f"{len(now)} classes, the run began with {len(was)}" if key == "classes" and len(was) != len(now)
-                        else f"classes {now[:5]}, the run began with {was[:5]}" if key == "classes"
-                        else f"{now} images, the run began with {was}")
-                raise DataError(f"the data {self.data['name']} has changed since this run began: it now has {what}; "
-                                "restore it, or start a new run")
+        was, now = saved, self.data
+        if len(was["classes"]) != len(now["classes"]):
+            change = f"{len(now['classes'])} classes, the run began with {len(was['classes'])}"
+        elif was["classes"] != now["classes"]:
+            change = f"classes {now['classes'][:5]}..., the run began with {was['classes'][:5]}..."
+        elif was["images"] != now["images"]:
+            change = f"{now['images']} images, the run began with {was['images']}"
+        else:
+            return
+        raise DataError(f"the data {now['name']} has changed since this run began: it now has {change}; restore it, "
+                        "or start a new run")
 
     def _legacy_records(self) -> list[dict[str, Any]]:
         """The log records of a 0.2 checkpoint (which did not hold them): log.jsonl's, up to the checkpoint."""
