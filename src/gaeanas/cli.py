@@ -186,7 +186,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         cfg, run_dir = resumed(args, load_config), args.resume
     else:
         cfg = config_from_args(args)
-        run_dir = args.out or default_run_dir(cfg)  # default_run_dir checks the settings: before anything is written
+        cfg.resolved()  # refuses bad settings before anything is written or loaded
+        run_dir = args.out or default_run_dir(cfg)
     device = resolve_device(cfg.device)
 
     def start(path: Path) -> Search:
