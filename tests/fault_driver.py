@@ -1,86 +1,114 @@
-"""Runs a tiny search with one fault installed that SIGKILLs this process (used by test_faults.py).
-
-usage: python fault_driver.py RUN_DIR DATA METHOD FAULT
-FAULT: replace:K:before | replace:K:after (the K-th rename onto checkpoint.pt), link:K (right after the K-th hard
-link of checkpoint.prev.pt), append:K (half of the K-th log line written), logreplace:K (before the K-th rename
-onto log.jsonl), random:SECONDS (a timer), none.
-"""
+"""Child process for test_faults.py: a tiny search that SIGKILLs itself at one injected fault."""
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any, Callable
 
-import gaeanas.rundir as rundir
-import gaeanas.runner as runner
-from gaeanas.search import SearchConfig, run_search
+USAGE = """usage: fault_driver.py RUN_DIR DATA METHOD OBJECTIVE FAULT
+
+Runs (or, when RUN_DIR holds config.json, resumes) a 3-epoch search after installing FAULT:
+  none                            no fault
+  replace:<file>:<k>:before|after SIGKILL before / right after the k-th os.replace onto a file named <file>
+  link:<k>                        SIGKILL right after the k-th os.link (checkpoint.prev.pt rotation)
+  append:<k>                      the k-th log append writes half its line (no newline), then SIGKILL
+  random:<seed>:<seconds>         SIGKILL uniform(0, <seconds>) seconds (drawn from Random(seed)) after the
+                                  run's config.json is written, i.e. in its epochs once it is set up
+"""
+
+EPOCHS = 3
+
+
+def fault_config(data: str, method: str = "gaea-darts", objective: str = "erm") -> Any:
+    """The tiny search every fault case runs (the test's uninterrupted reference runs it too)."""
+    from gaeanas.search import SearchConfig
+
+    return SearchConfig(data=data, channels=2, cells=1, epochs=EPOCHS, batch_size=12, seed=0, method=method,
+                        objective=objective)
 
 
 def die() -> None:
+    """Stop this process the way a power cut or the OOM killer would: no cleanup, no exception handlers."""
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def nth_call(k: int):
-    """A function that returns True on its k-th call only."""
-    calls = {"n": 0}
+def on_kth(k: int, predicate: Callable[..., bool], real: Callable[..., Any], before: Callable[..., None] | None,
+           after: bool) -> Callable[..., Any]:
+    """`real`, wrapped: on its k-th call for which predicate(*args) holds, run before(*args) then die (or die
+    right after the real call when `after`)."""
+    calls = 0
 
-    def hit() -> bool:
-        calls["n"] += 1
-        return calls["n"] == k
-    return hit
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        if not predicate(*args):
+            return real(*args, **kwargs)
+        calls += 1
+        if calls != k:
+            return real(*args, **kwargs)
+        if after:
+            real(*args, **kwargs)
+        elif before is not None:
+            before(*args)
+        die()
+
+    return wrapped
 
 
 def install(fault: str) -> None:
-    kind, *rest = fault.split(":")
+    """Install one fault (see USAGE); the patches are global, which is fine in a process that is to die."""
+    import gaeanas.rundir as rundir
+    import gaeanas.runner as runner
+
+    kind, *args = fault.split(":")
     if kind == "none":
         return
-    if kind == "random":
-        threading.Timer(float(rest[0]), die).start()
-        return
-    hit = nth_call(int(rest[0]))
-    real_replace, real_link = os.replace, os.link
-    if kind in ("replace", "logreplace"):
-        target = rundir.CHECKPOINT_FILE if kind == "replace" else rundir.LOG_FILE
-        when = rest[1] if kind == "replace" else "before"
-
-        def replace(src, dst, *args, **kwargs):
-            mine = Path(dst).name == target and hit()
-            if mine and when == "before":
-                die()
-            real_replace(src, dst, *args, **kwargs)
-            if mine:
-                die()
-        os.replace = replace
+    if kind == "replace":
+        name, k, when = args[0], int(args[1]), args[2]
+        assert when in ("before", "after"), fault
+        os.replace = on_kth(k, lambda src, dst: Path(dst).name == name, os.replace, None, after=when == "after")
     elif kind == "link":
-        def link(src, dst, *args, **kwargs):
-            real_link(src, dst, *args, **kwargs)
-            if hit():
-                die()
-        os.link = link
+        os.link = on_kth(int(args[0]), lambda src, dst: True, os.link, None, after=True)
     elif kind == "append":
-        real_append = rundir.append_log
+        def write_half(run_dir: Path, record: dict[str, Any]) -> None:
+            line = json.dumps(rundir.strict_json(record), allow_nan=False) + "\n"
+            with open(run_dir / rundir.LOG_FILE, "a") as f:
+                f.write(line[: len(line) // 2])
+                f.flush()
 
-        def append(run_dir, record):
-            if hit():
-                line = json.dumps(record)
-                with open(Path(run_dir) / rundir.LOG_FILE, "a") as f:
-                    f.write(line[: len(line) // 2])
-                die()
-            real_append(run_dir, record)
-        runner.append_log = append
+        append = on_kth(int(args[0]), lambda run_dir, record: True, rundir.append_log, write_half, after=False)
+        rundir.append_log = runner.append_log = append  # the runner calls the name it imported
+    elif kind == "random":
+        timer = threading.Timer(random.Random(int(args[0])).uniform(0, float(args[1])), die)
+        timer.daemon = True
+        real = os.replace
+
+        def replace(src: Any, dst: Any) -> None:
+            real(src, dst)
+            if Path(dst).name == rundir.CONFIG_FILE and timer.ident is None:
+                timer.start()
+
+        os.replace = replace
     else:
-        raise SystemExit(f"unknown fault {fault}")
+        raise SystemExit(f"unknown fault {fault!r}\n{USAGE}")
 
 
-def config(data: str, method: str) -> SearchConfig:
-    return SearchConfig(data=data, method=method, channels=2, cells=1, epochs=3, batch_size=6, seed=0)
+def main(argv: list[str]) -> None:
+    if len(argv) != 5:
+        raise SystemExit(USAGE)
+    run_dir, data, method, objective, fault = argv
+    from gaeanas.rundir import CONFIG_FILE
+    from gaeanas.search import run_search
+
+    cfg = fault_config(data, method, objective)
+    resume = (Path(run_dir) / CONFIG_FILE).is_file()
+    install(fault)
+    run_search(cfg, run_dir, resume=resume)
 
 
 if __name__ == "__main__":
-    run_dir, data, method, fault = sys.argv[1:5]
-    install(fault)
-    resume = (Path(run_dir) / rundir.CONFIG_FILE).is_file()
-    run_search(config(data, method), run_dir, resume=resume)
+    main(sys.argv[1:])

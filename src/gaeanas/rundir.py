@@ -27,8 +27,8 @@ CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = "config.json", "log.jsonl"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  # the checkpoint before the last one, kept in case that one is damaged
 LOCK_FILE = ".lock"  # flock()ed by the process that owns the run directory; holds its PID
 RUN_INFO_KEY = "run_info"  # config.json's record of what ran it (versions, commit, device, kind); not a setting
-# What a start that failed before its first checkpoint can leave behind (cleared when the run is started again).
-START_FILES = frozenset({CONFIG_FILE, LOG_FILE, LOCK_FILE})
+# What a start that failed (or was killed) before its first checkpoint can leave behind; cleared on a new start.
+START_FILES = frozenset({CONFIG_FILE, LOG_FILE, CONFIG_FILE + ".tmp", LOG_FILE + ".tmp", CHECKPOINT_FILE + ".tmp"})
 CHECKPOINT_MAGIC = b"GAEANAS-CHECKPOINT 1\n"  # then one JSON header line (sha256, identity, epoch), then torch.save bytes
 # Settings a resumed run may change without becoming another run (they do not change what is computed).
 IDENTITY_IGNORES = frozenset({"device", "benchmark"})
@@ -362,7 +362,7 @@ def _clear_failed_start(path: Path) -> None:
     if CHECKPOINT_FILE in entries or RESULT_FILE in entries:
         raise RunDirError(f"run directory {path} already holds a run; use --resume {path} to continue it, "
                           "or choose another --out")
-    if CONFIG_FILE not in entries or not entries <= START_FILES | {CONFIG_FILE + ".tmp", LOG_FILE + ".tmp"}:
+    if not entries <= START_FILES:
         raise RunDirError(f"run directory {path} already exists and is not empty; choose another --out")
     log.warning("clearing %s: a run started there but failed before its first checkpoint", path)
     _remove_start_files(path, created=())
@@ -370,7 +370,7 @@ def _clear_failed_start(path: Path) -> None:
 
 def _remove_start_files(path: Path, created: Sequence[Path]) -> None:
     """Remove what a start that failed before its first checkpoint wrote, and the folders `created` for it."""
-    for name in (CONFIG_FILE, LOG_FILE, CONFIG_FILE + ".tmp", LOG_FILE + ".tmp", CHECKPOINT_FILE + ".tmp"):
+    for name in START_FILES:
         (path / name).unlink(missing_ok=True)
     if not created:
         return
