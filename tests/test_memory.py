@@ -76,3 +76,17 @@ def test_require_memory_names_a_gpu(monkeypatch):
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "1024")
     with pytest.raises(ResourceError, match=r"needs about 2\.0 KiB, but only 1\.0 KiB is available on cuda:0; h$"):
         require_memory(2048, "x", torch.device("cuda:0"), "h")
+
+
+def test_is_out_of_memory():
+    from gaeanas.memory import is_out_of_memory
+
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+                                         "memory: you tried to allocate 1000000000000000 bytes."))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("can't allocate memory"))
+    try:
+        torch.empty(2**62, dtype=torch.uint8)
+    except Exception as err:  # what this machine's allocator actually raises
+        assert is_out_of_memory(err)

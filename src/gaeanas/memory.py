@@ -9,7 +9,8 @@ import torch
 
 from .errors import ConfigError, ResourceError
 
-__all__ = ["MEMORY_LIMIT_ENV", "available_memory", "dataset_bytes", "format_bytes", "require_memory"]
+__all__ = ["MEMORY_LIMIT_ENV", "available_memory", "dataset_bytes", "format_bytes", "is_out_of_memory",
+           "require_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 MEMORY_LIMIT_ENV = "GAEANAS_MEMORY_LIMIT"
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP = Path("/sys/fs/cgroup")  # cgroup v2: memory.max ("max" or bytes) and memory.current (bytes)
+# torch's allocation failures: CUDA raises OutOfMemoryError, the CPU allocator a RuntimeError saying so.
+_TORCH_OOM = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", MemoryError)
+_CPU_OOM_TEXT = ("can't allocate memory", "not enough memory")
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
@@ -63,6 +67,14 @@ def require_memory(nbytes: int, what: str, device: torch.device | str, hint: str
     where = "" if torch.device(device).type == "cpu" else f" on {device}"
     raise ResourceError(f"{what} needs about {format_bytes(nbytes)}, but only {format_bytes(available)} "
                         f"is available{where}; {hint}")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is an allocation failure: MemoryError (Python, numpy), torch's OutOfMemoryError, or the
+    RuntimeError torch's CPU allocator raises."""
+    if isinstance(err, (MemoryError, _TORCH_OOM)):
+        return True
+    return isinstance(err, RuntimeError) and any(text in str(err) for text in _CPU_OOM_TEXT)
 
 
 def _env_limit() -> int | None:
