@@ -70,6 +70,8 @@ def test_malformed_string_is_a_genotype_error():
 def test_missing_file_or_column(tmp_path):
     with pytest.raises(BenchmarkError, match="not found"):
         NB201Table.load(tmp_path / "missing.csv")
+    with pytest.raises(BenchmarkError, match=rf"{tmp_path} is a folder, not a CSV table; --benchmark"):
+        NB201Table.load(tmp_path)
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("a,b\n1,2\n")
     with pytest.raises(BenchmarkError, match=r"wrong\.csv is not a NAS-Bench-201 table: missing column.*"

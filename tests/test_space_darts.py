@@ -485,7 +485,7 @@ def test_genotype_file_that_is_binary_empty_or_not_a_genotype(tmp_path):
     gz.write_bytes(gzip.compress(DARTS_V2.to_json().encode()))
     with pytest.raises(GenotypeError) as err:
         load_genotype(gz)
-    assert str(err.value).startswith(f"{gz} is not a genotype file: it looks like gzip-compressed data; --genotype")
+    assert str(err.value).startswith(f"{gz} is not a genotype file: it looks like gzip-compressed data; a genotype (--genotype) is")
     png = tmp_path / "cell.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))
     with pytest.raises(GenotypeError, match=r"cell\.png is not a genotype file: it looks like a PNG image"):

@@ -1,6 +1,7 @@
 """Reading small text inputs (tables, genotype files) with one-line errors for binary or damaged files."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import GaeanasError
@@ -43,19 +44,23 @@ def binary_kind(head: bytes) -> str | None:
 
 def read_text(path: Path, what: str, error: type[GaeanasError], max_bytes: int, hint: str = "") -> str:
     """The UTF-8 text of `path` (a leading BOM dropped); `error` naming the path when it cannot be read, is
-    larger than `max_bytes`, or is binary. `what` names the expected content ("a CSV table")."""
+    binary, or is larger than `max_bytes`. `what` names the expected content ("a CSV table")."""
     tail = f"; {hint}" if hint else ""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise error(f"{path} is {format_bytes(size)}, too large to be {what} "
-                        f"(at most {format_bytes(max_bytes)}){tail}")
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+            kind = binary_kind(head)
+            if kind is not None:
+                raise error(f"{path} is not {what}: it looks like {kind}{tail}")
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise error(f"{path} is {format_bytes(size)}, too large to be {what} "
+                            f"(at most {format_bytes(max_bytes)}){tail}")
+            raw = head + fh.read()
     except OSError as err:
         raise error(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
-    kind = binary_kind(raw[:_SNIFF_BYTES])
-    if kind is not None:
-        raise error(f"{path} is not {what}: it looks like {kind}{tail}")
+    if b"\x00" in raw:
+        raise error(f"{path} is not {what}: it looks like binary data (it holds NUL bytes){tail}")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

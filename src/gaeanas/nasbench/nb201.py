@@ -44,6 +44,8 @@ class NB201Table:
         """Read and check the CSV (columns: COLUMNS values and ArchitectureString), which must hold every
         architecture of the space exactly once, with finite accuracies in 0..100."""
         path = Path(path)
+        if path.is_dir():
+            raise BenchmarkError(f"{path} is a folder, not a CSV table; {_HINT}")
         if not path.is_file():
             raise BenchmarkError(f"benchmark table not found: {path}")
         text = read_text(path, "a CSV table", BenchmarkError, _MAX_TABLE_BYTES, _HINT)

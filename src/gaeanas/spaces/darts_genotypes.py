@@ -208,7 +208,7 @@ def load_genotype(spec: str | os.PathLike) -> Genotype:
 
 def _genotype_of_file(path: Path) -> Genotype:
     """The genotype in a text file (JSON or printed form)."""
-    text = read_text(path, "a genotype file", GenotypeError, _MAX_TEXT, f"--genotype takes {_SPECS}")
+    text = read_text(path, "a genotype file", GenotypeError, _MAX_TEXT, f"a genotype (--genotype) is {_SPECS}")
     if not text.strip():
         raise GenotypeError(f"{path} is empty; want a DARTS genotype (JSON or 'Genotype(...)')")
     try:
