@@ -8,6 +8,7 @@ import pickle
 import struct
 import tarfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,11 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from gaeanas import data
+from gaeanas import data, memory
 from gaeanas.data import folders
 from gaeanas.data import (DeviceLoader, ImageDataset, RemoteDataset, augment_batch, channel_stats,
                           load_dataset, normalize, seeded_subset, split_in_two)
-from gaeanas.errors import DataError
+from gaeanas.errors import DataError, ResourceError
+
+from synth import make_image_folder
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -212,6 +215,297 @@ def test_default_cache_dir_from_env(tmp_path: Path) -> None:
     _write_class_folder(tmp_path / "imgs")
     load_dataset(str(tmp_path / "imgs"))
     assert len(list((tmp_path / "default-cache" / "folders").glob("*.pt"))) == 1
+
+
+def _load_uncached(root: Path, tmp_path: Path, **kwargs: object) -> ImageDataset:
+    """A fresh decode, through a cache folder no other call uses."""
+    fresh = tmp_path / f"fresh-{len(list(tmp_path.glob('fresh-*')))}"
+    return load_dataset(str(root), cache_dir=fresh, **kwargs)
+
+
+def _assert_same(a: ImageDataset, b: ImageDataset) -> None:
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.classes == b.classes
+
+
+def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_: object) -> None:
+        raise AssertionError("decoded despite the cache")
+
+    monkeypatch.setattr(folders, "_decode_images", boom)
+
+
+def test_cache_misses_when_a_class_folder_is_renamed(tmp_path: Path) -> None:
+    _write_class_folder(tmp_path / "imgs")
+    assert load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache").classes == ["a_dog", "b_cat"]
+    os.rename(tmp_path / "imgs" / "b_cat", tmp_path / "imgs" / "c_cat")  # sizes and mtimes unchanged
+    renamed = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache")
+    assert renamed.classes == ["a_dog", "c_cat"]
+    _assert_same(renamed, _load_uncached(tmp_path / "imgs", tmp_path))
+
+
+def test_cache_misses_when_images_move_between_classes(tmp_path: Path) -> None:
+    _write_class_folder(tmp_path / "imgs")
+    before = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache")
+    assert before.labels.tolist() == [0, 0, 1, 1]
+    for name in ("0.png", "1.png"):  # same file count, bytes and newest mtime as before
+        os.rename(tmp_path / "imgs" / "b_cat" / name, tmp_path / "imgs" / "a_dog" / name)
+    after = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache")
+    assert after.classes == ["a_dog", "b_cat"] and after.labels.tolist() == [0, 0, 0, 0]
+    _assert_same(after, _load_uncached(tmp_path / "imgs", tmp_path))
+
+
+def test_cache_misses_on_new_class_resize_or_rewritten_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "imgs"
+    _write_class_folder(root)
+    load_dataset(str(root), cache_dir=tmp_path / "cache")
+    (root / "0_empty").mkdir()  # an empty class shifts every label
+    shifted = load_dataset(str(root), cache_dir=tmp_path / "cache")
+    assert shifted.classes == ["0_empty", "a_dog", "b_cat"] and shifted.labels.tolist() == [1, 1, 2, 2]
+    assert load_dataset(str(root), resize=3, cache_dir=tmp_path / "cache").image_size == (3, 3)
+    target = root / "b_cat" / "0.png"
+    stat = target.stat()
+    Image.fromarray(_rng_image(99)).save(target)  # new pixels; same size on disk is not needed to miss
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    rewritten = load_dataset(str(root), cache_dir=tmp_path / "cache")
+    assert torch.equal(rewritten.images[2], torch.from_numpy(_rng_image(99)).permute(2, 0, 1))
+    assert len(list((tmp_path / "cache" / "folders").glob("*.pt"))) == 4
+    _no_decoding(monkeypatch)  # and the last one is now a hit
+    _assert_same(load_dataset(str(root), cache_dir=tmp_path / "cache"), rewritten)
+
+
+def _cache_file(tmp_path: Path) -> Path:
+    (found,) = (tmp_path / "cache" / "folders").glob("*.pt")
+    return found
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong shape", "bad checksum", "wrong labels"])
+def test_damaged_cache_is_detected_logged_and_rebuilt(tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "imgs"
+    _write_class_folder(root)
+    load_dataset(str(root), cache_dir=tmp_path / "cache")
+    cache_file = _cache_file(tmp_path)
+    if damage == "truncate":
+        cache_file.write_bytes(cache_file.read_bytes()[:300])
+    elif damage == "garbage":
+        cache_file.write_bytes(os.urandom(2000))
+    else:
+        record = torch.load(cache_file, weights_only=True)
+        if damage == "wrong shape":
+            record["images"] = record["images"][:, :, :4]
+        elif damage == "bad checksum":
+            record["images"][0, 0, 0, 0] ^= 1
+        else:
+            record["labels"] = torch.zeros_like(record["labels"])
+        torch.save(record, cache_file)
+    with caplog.at_level("WARNING", logger="gaeanas.data.folders"):
+        rebuilt = load_dataset(str(root), cache_dir=tmp_path / "cache")
+    assert "ignoring damaged dataset cache" in caplog.text and cache_file.name in caplog.text
+    _assert_same(rebuilt, _load_uncached(root, tmp_path))
+    _no_decoding(monkeypatch)  # the rebuilt file is whole again
+    _assert_same(load_dataset(str(root), cache_dir=tmp_path / "cache"), rebuilt)
+
+
+# --------------------------------------------------------------------------- scanning edge cases
+
+
+@pytest.mark.parametrize("target", ["..", ".", "../.."])
+def test_symlink_loop_is_a_one_line_error_naming_the_link(tmp_path: Path, target: str) -> None:
+    root = tmp_path / "data" / "imgs"
+    _write_class_folder(root)
+    os.symlink(target, root / "b_cat" / "loop")
+    with pytest.raises(DataError) as err:
+        load_dataset(str(root), cache_dir=tmp_path / "c")
+    message = str(err.value)
+    assert message.startswith(f"symlink loop in image folder: {root / 'b_cat' / 'loop'} leads back to ")
+    assert "\n" not in message
+
+
+def test_symlink_loop_between_class_folders_and_at_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _write_class_folder(root)
+    os.symlink("../b_cat", root / "a_dog" / "cats")
+    os.symlink("../a_dog", root / "b_cat" / "dogs")
+    with pytest.raises(DataError, match=r"symlink loop in image folder: .*imgs/a_dog/cats/dogs leads back to"):
+        load_dataset(str(root), cache_dir=tmp_path / "c")
+    other = tmp_path / "other"
+    _write_class_folder(other)
+    os.symlink(".", other / "loop")
+    with pytest.raises(DataError, match=r"symlink loop in image folder: .*other/loop leads back to"):
+        load_dataset(str(other), cache_dir=tmp_path / "c")
+
+
+def test_self_referencing_link_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _write_class_folder(root)
+    os.symlink("self.png", root / "b_cat" / "self.png")
+    with pytest.raises(DataError, match=r"cannot read .*b_cat/self\.png: Too many levels of symbolic links$"):
+        load_dataset(str(root), cache_dir=tmp_path / "c")
+
+
+def test_symlinked_class_folders_and_images_load(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    exact = _write_class_folder(real)
+    root = tmp_path / "links"
+    root.mkdir()
+    os.symlink(real / "a_dog", root / "a_dog")  # a class folder that is a link
+    (root / "b_cat").mkdir()
+    for name in ("0.png", "1.png"):  # image files that are links
+        os.symlink(real / "b_cat" / name, root / "b_cat" / name)
+    linked = load_dataset(str(root), cache_dir=tmp_path / "c")
+    assert linked.classes == ["a_dog", "b_cat"] and linked.labels.tolist() == [0, 0, 1, 1]
+    assert torch.equal(linked.images[3], torch.from_numpy(exact["b_cat/1.png"]).permute(2, 0, 1))
+    _assert_same(linked, _load_uncached(real, tmp_path))
+    Image.fromarray(_rng_image(7)).save(real / "b_cat" / "1.png")  # a link's target changes: a miss
+    os.utime(real / "b_cat" / "1.png", ns=(1, 2_000_000_000_000_000_000))
+    assert torch.equal(load_dataset(str(root), cache_dir=tmp_path / "c").images[3],
+                       torch.from_numpy(_rng_image(7)).permute(2, 0, 1))
+
+
+def _save_mode(mode: str, path: Path) -> np.ndarray:
+    """Save a 6x5 image in Pillow mode `mode` ("P+alpha": palette with a transparent entry); returns the RGB
+    pixels Pillow decodes the saved file to."""
+    if mode == "I;16":
+        Image.fromarray(np.arange(30, dtype=np.uint16).reshape(6, 5) * 2000).save(path)
+    elif mode == "P+alpha":
+        Image.fromarray(_rng_image(3)).convert("P").save(path, transparency=0)
+    else:
+        Image.fromarray(_rng_image(3)).convert(mode).save(path)
+    with Image.open(path) as back:
+        assert back.mode == {"P+alpha": "P", "I;16": back.mode}.get(mode, mode)
+        return np.array(back.convert("RGB"))
+
+
+@pytest.mark.parametrize("mode, ext", [("L", "png"), ("LA", "png"), ("RGBA", "png"), ("P", "png"),
+                                       ("P+alpha", "png"), ("1", "png"), ("I;16", "png"), ("CMYK", "jpg"),
+                                       ("L", "jpg")])
+def test_image_modes_load_as_rgb(tmp_path: Path, mode: str, ext: str) -> None:
+    folder = tmp_path / "imgs" / "k"
+    folder.mkdir(parents=True)
+    expected = _save_mode(mode, folder / f"a.{ext}")
+    Image.fromarray(_rng_image(4)).save(folder / "b.png")
+    ds = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "c")
+    assert ds.images.shape == (2, 3, 6, 5)
+    assert torch.equal(ds.images[0], torch.from_numpy(expected).permute(2, 0, 1))
+
+
+def test_unicode_and_undecodable_names_load(tmp_path: Path) -> None:
+    root = tmp_path / "données"
+    for i, cls in enumerate(["猫", "café", "🐶"]):
+        (root / cls).mkdir(parents=True)
+        Image.fromarray(_rng_image(i)).save(root / cls / f"é{i}✓.png")
+    raw_name = os.fsencode(root / "café") + b"/\xff\xfe.png"  # not UTF-8: a surrogate-escaped str
+    Image.fromarray(_rng_image(9)).save(os.fsdecode(raw_name))
+    ds = load_dataset(str(root), cache_dir=tmp_path / "c")
+    assert ds.classes == sorted(["猫", "café", "🐶"]) and len(ds) == 4
+    assert ds.labels.tolist() == [0, 0, 1, 2]  # café (2 files), 🐶, 猫
+    _assert_same(load_dataset(str(root), cache_dir=tmp_path / "c"), ds)  # through the cache
+
+
+@pytest.mark.parametrize("content", [b"garbage, not a JPEG at all", b"\xff\xd8\xff\xe0" + bytes(40)])
+def test_garbage_with_jpeg_extension_is_named(tmp_path: Path, content: bytes) -> None:
+    _write_class_folder(tmp_path / "imgs")
+    (tmp_path / "imgs" / "b_cat" / "zz.jpg").write_bytes(content)
+    with pytest.raises(DataError) as err:
+        load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "c")
+    assert str(err.value).startswith(f"cannot read image {tmp_path / 'imgs' / 'b_cat' / 'zz.jpg'}: ")
+    assert "\n" not in str(err.value)
+
+
+def test_unreadable_first_image_is_named_before_decoding(tmp_path: Path) -> None:
+    d = tmp_path / "imgs" / "k"
+    d.mkdir(parents=True)
+    (d / "a.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"cannot read image .*k/a\.png: UnidentifiedImageError"):
+        load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "c")
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_huge_resize_is_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_image_folder(tmp_path / "imgs", classes=2, per_class=2, size=4)
+    monkeypatch.setenv("GAEANAS_MEMORY_LIMIT", str(4 * 2**30))
+
+    def boom(*_: object) -> None:
+        raise AssertionError("decoded before the memory check")
+
+    monkeypatch.setattr(folders, "_decode_images", boom)
+    monkeypatch.setattr(folders, "_decode_one", boom)
+    start = time.perf_counter()
+    with pytest.raises(ResourceError) as err:
+        load_dataset(str(tmp_path / "imgs"), resize=100_000, cache_dir=tmp_path / "c")
+    assert time.perf_counter() - start < 2.0
+    assert str(err.value) == (f"decoding 4 images at 100000x100000 from {tmp_path / 'imgs'} needs about 223.5 GiB, "
+                              "but only 4.0 GiB is available; use --resize N with a smaller N")
+
+
+def test_huge_resize_is_refused_without_an_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measured free memory of this machine (or an unknown one) never holds 4 images at 10^6 x 10^6."""
+    make_image_folder(tmp_path / "imgs", classes=2, per_class=2, size=4)
+    monkeypatch.delenv("GAEANAS_MEMORY_LIMIT", raising=False)
+    if memory.available_memory("cpu") is None:
+        pytest.skip("free memory is unknown here")
+    with pytest.raises(ResourceError, match=r"decoding 4 images at 1000000x1000000 .* needs about 21\.8 TiB"):
+        load_dataset(str(tmp_path / "imgs"), resize=1_000_000, cache_dir=tmp_path / "c")
+
+
+def test_decode_memory_estimate_is_two_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_class_folder(tmp_path / "imgs")  # 4 images of 6x5: 360 bytes, 720 while decoding
+    monkeypatch.setenv("GAEANAS_MEMORY_LIMIT", "719")
+    with pytest.raises(ResourceError, match=r"decoding 4 images at 5x6 from .*needs about 720 B, but only 719 B is "
+                                            r"available; use --resize N to decode the images at N x N pixels"):
+        load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "c")
+    monkeypatch.setenv("GAEANAS_MEMORY_LIMIT", "720")
+    assert load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "c").images.shape == (4, 3, 6, 5)
+
+
+def test_normal_load_under_a_generous_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAEANAS_MEMORY_LIMIT", str(2**30))
+    exact = _write_class_folder(tmp_path / "imgs")
+    ds = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "c")
+    assert torch.equal(ds.images[3], torch.from_numpy(exact["b_cat/1.png"]).permute(2, 0, 1))
+    assert load_dataset(str(tmp_path / "imgs"), resize=16, cache_dir=tmp_path / "c").image_size == (16, 16)
+
+
+def test_out_of_memory_while_decoding_is_not_blamed_on_the_image(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_class_folder(tmp_path / "imgs")
+
+    def no_memory(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(Image.Image, "resize", no_memory)
+    with pytest.raises(ResourceError) as err:
+        load_dataset(str(tmp_path / "imgs"), resize=4, cache_dir=tmp_path / "c")
+    assert str(err.value) == (f"ran out of memory decoding image {tmp_path / 'imgs' / 'a_dog' / 'x.JPG'} at 4x4; "
+                              "use --resize N with a smaller N")
+
+
+def test_digits_huge_resize_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("GAEANAS_MEMORY_LIMIT", str(8 * 2**30))
+    with pytest.raises(ResourceError) as err:
+        load_dataset("digits", resize=100_000)
+    assert str(err.value) == ("resizing 1,500 images of digits to 100000x100000 needs about 41.1 TiB, but only "
+                              "8.0 GiB is available; use --resize N with a smaller N")
+
+
+def test_cifar_resize_memory_names_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_cifar10(tmp_path / "cifar-10-batches-py", n=3)
+    monkeypatch.setenv("GAEANAS_MEMORY_LIMIT", str(2**20))
+    with pytest.raises(ResourceError, match=r"resizing 3 images of .*cifar-10-batches-py to 1000x1000 needs"):
+        load_dataset(str(tmp_path / "cifar-10-batches-py"), "test", resize=1000)
+    assert load_dataset(str(tmp_path / "cifar-10-batches-py"), "test", resize=16).image_size == (16, 16)
+
+
+def test_resize_in_small_chunks_matches_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gaeanas.data import datasets
+
+    ds = _tiny_ds(9, h=7, w=5)
+    whole = datasets._resize_dataset(ds, 12, "tiny")
+    monkeypatch.setattr(datasets, "_RESIZE_BLOCK_BYTES", 2 * 4 * 3 * 12 * 12)  # two images per chunk
+    assert torch.equal(datasets._resize_dataset(ds, 12, "tiny").images, whole.images)
 
 
 # --------------------------------------------------------------------------- errors

@@ -410,3 +410,124 @@ def test_supernet_keeps_channels_last_through_backward(method):
     x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     mismatches = batch_norm_layout_mismatches(net(x, arch).logsumexp(-1).sum())
     assert not mismatches, f"BN backward with (gradient, input) layouts {mismatches}"
+
+
+# --------------------------------------------------------------------------- genotype inputs
+
+
+def _printed_with_concat(concat: str) -> str:
+    from gaeanas.spaces.darts_genotypes import DARTS_V2
+
+    return str(DARTS_V2).replace("normal_concat=[2, 3, 4, 5]", f"normal_concat={concat}")
+
+
+def test_genotype_text_accepts_small_ranges():
+    from gaeanas.spaces.darts_genotypes import DARTS_V2, load_genotype
+
+    assert load_genotype(_printed_with_concat("range(2, 6)")) == DARTS_V2
+    assert load_genotype(_printed_with_concat("range(5, 1, -1)")).normal_concat == (5, 4, 3, 2)
+
+
+@pytest.mark.parametrize("concat, match", [
+    ("range(2, 10**12)", r"range\(2, 10 \*\* 12\): 10 \*\* 12 is not a plain value"),
+    ("range(2, 1000000000000)", r"range\(2, 1000000000000\): range arguments must be node indices \(a cell has "
+                                r"nodes 0\.\.5\)"),
+    ("range(2.5, 6)", r"range\(2\.5, 6\): range arguments must be integers, got 2\.5"),
+    ("range('a')", r"range\('a'\): range arguments must be integers, got 'a'"),
+    ("range(True, 6)", r"range arguments must be integers, got True"),
+    ("range(2, 6, 0)", r"range step must not be 0"),
+    ("range()", r"want range\(start, stop\)"),
+    ("range(2, 6, 1, 1)", r"want range\(start, stop\)"),
+    ("range(stop=6)", r"want range\(start, stop\)"),
+    ("range(-3, 2)", r"normal_concat must list nodes in 0\.\.5, got \[-3, -2, -1, 0, 1\]"),
+    ("range(2, 7)", r"range\(2, 7\): range arguments must be node indices"),
+    ("x", r"x is not a plain value"),
+])
+def test_genotype_text_with_bad_range_is_one_line_error(concat, match):
+    from gaeanas.errors import GenotypeError
+    from gaeanas.spaces.darts_genotypes import load_genotype
+
+    with pytest.raises(GenotypeError, match=match) as err:
+        load_genotype(_printed_with_concat(concat))
+    assert "\n" not in str(err.value)
+
+
+def test_genotype_text_that_is_too_long_or_too_deep():
+    from gaeanas.errors import GenotypeError
+    from gaeanas.spaces.darts_genotypes import Genotype
+
+    with pytest.raises(GenotypeError, match="genotype text is 70,010 characters"):
+        Genotype.parse("Genotype(" + "1" * 70_000 + ")")
+    with pytest.raises(GenotypeError, match="malformed DARTS genotype: too many nested parentheses"):
+        Genotype.parse("Genotype(normal=" + "[" * 300 + "]" * 300 + ")")
+    with pytest.raises(GenotypeError, match="malformed DARTS genotype: cannot convert float infinity"):
+        Genotype.parse('{"normal": [], "normal_concat": [Infinity], "reduce": [], "reduce_concat": []}')
+
+
+def test_genotype_json_must_be_an_object():
+    from gaeanas.errors import GenotypeError
+    from gaeanas.spaces.darts_genotypes import Genotype
+
+    with pytest.raises(GenotypeError, match=r"must be an object with fields \['normal', .*got list"):
+        Genotype.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_genotype_file_that_is_binary_empty_or_not_a_genotype(tmp_path):
+    import gzip
+
+    from gaeanas.errors import GenotypeError
+    from gaeanas.spaces.darts_genotypes import DARTS_V2, load_genotype
+
+    good = tmp_path / "good.txt"
+    good.write_text(str(DARTS_V2) + "\n")
+    assert load_genotype(good) == DARTS_V2
+    gz = tmp_path / "g.json.gz"
+    gz.write_bytes(gzip.compress(DARTS_V2.to_json().encode()))
+    with pytest.raises(GenotypeError) as err:
+        load_genotype(gz)
+    assert str(err.value).startswith(f"{gz} is not a genotype file: it looks like gzip-compressed data; a genotype (--genotype) is")
+    png = tmp_path / "cell.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64))
+    with pytest.raises(GenotypeError, match=r"cell\.png is not a genotype file: it looks like a PNG image"):
+        load_genotype(png)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"Genotype(\xe9)")
+    with pytest.raises(GenotypeError, match=r"latin\.txt is not a genotype file: it is not UTF-8 text"):
+        load_genotype(latin)
+    empty = tmp_path / "empty.json"
+    empty.write_text(" \n")
+    with pytest.raises(GenotypeError, match=r"empty\.json is empty"):
+        load_genotype(empty)
+    array = tmp_path / "array.json"
+    array.write_text("[1, 2]")
+    with pytest.raises(GenotypeError, match=r"array\.json: not a DARTS genotype"):
+        load_genotype(array)
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 70_000)
+    with pytest.raises(GenotypeError, match=r"big\.txt is .* KiB, too large to be a genotype file"):
+        load_genotype(big)
+
+
+def test_genotype_of_run_directory(tmp_path):
+    from gaeanas.errors import GenotypeError
+    from gaeanas.spaces.darts_genotypes import DARTS_V2, load_genotype
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(GenotypeError, match=r"run is a folder without result\.json"):
+        load_genotype(run)
+    result = run / "result.json"
+    result.write_text(json.dumps({"genotype": str(DARTS_V2)}))
+    assert load_genotype(run) == DARTS_V2
+    result.write_text(json.dumps({"genotype": DARTS_V2.to_dict()}))
+    assert load_genotype(run) == DARTS_V2
+    for bad, match in (("[1, 2]", "holds no DARTS-space genotype"), ("{bad", "is not valid JSON"),
+                       ('{"genotype": "|none~0|"}', "not a DARTS genotype"), ("", "is not valid JSON")):
+        result.write_text(bad)
+        with pytest.raises(GenotypeError, match=rf"result\.json:? {match}"):
+            load_genotype(run)
+    result.write_bytes(b"\x1f\x8b\x08\x00")
+    with pytest.raises(GenotypeError, match=r"result\.json is not a run result \(JSON\): it looks like gzip"):
+        load_genotype(run)
+    with pytest.raises(GenotypeError, match=r"is not a published genotype \(DARTS_V2, PC_DARTS\)"):
+        load_genotype(tmp_path / "nowhere.json")

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
+from ..errors import DataError, ResourceError
+from ..memory import dataset_bytes, is_out_of_memory, require_memory
 from .cifar import _find_cifar_folder, _load_cifar
 from .download import REMOTE_DATASETS, _cache_root, _ensure_remote
 from .folders import _load_image_folder, _split_folder
@@ -45,7 +46,7 @@ def load_dataset(spec: str = "digits", split: str = "train", resize: int | None 
         ds = _load_cifar(folder, split)
     else:
         return _load_path(spec, split, resize, cache_dir)
-    return _resize_dataset(ds, resize)
+    return _resize_dataset(ds, resize, key)
 
 
 def _load_path(spec: str, split: str, resize: int | None,
@@ -59,7 +60,7 @@ def _load_path(spec: str, split: str, resize: int | None,
         raise DataError(f"dataset path is not a folder: {path.absolute()}")
     cifar = _find_cifar_folder(path)
     if cifar is not None:
-        return _resize_dataset(_load_cifar(cifar, split), resize)
+        return _resize_dataset(_load_cifar(cifar, split), resize, str(cifar))
     root = _split_folder(path, split)
     return _load_image_folder(root, resize, _cache_root(cache_dir))
 
@@ -95,16 +96,43 @@ def _digits_arrays(load_digits: Callable[[], Any]) -> tuple[np.ndarray, np.ndarr
 # --------------------------------------------------------------------------- resizing
 
 
-def _resize_dataset(ds: ImageDataset, resize: int | None, chunk: int = 4096) -> ImageDataset:
-    """Bilinear, antialiased resize of every image to resize x resize (no-op when None or equal)."""
+# The float32 block one interpolation works on is kept under this many bytes (a chunk of images at a time).
+_RESIZE_BLOCK_BYTES = 256 * 2**20
+
+
+def _resize_dataset(ds: ImageDataset, resize: int | None, source: str, chunk: int = 4096) -> ImageDataset:
+    """Bilinear, antialiased resize of every image to resize x resize (no-op when None or equal).
+
+    Refused with ResourceError, before allocating, when the result and one float32 block do not fit.
+    `source` names the dataset (its name or folder) in that message.
+    """
     if resize is None or ds.image_size == (resize, resize):
         return ds
-    out = torch.empty((len(ds), ds.images.shape[1], resize, resize), dtype=torch.uint8, device=ds.images.device)
-    for start in range(0, len(ds), chunk):
-        block = ds.images[start:start + chunk].float()
+    channels = int(ds.images.shape[1])
+    per_image = 4 * dataset_bytes(1, channels, resize, resize)  # float32 bytes of one resized image
+    chunk = max(1, min(chunk, len(ds), _RESIZE_BLOCK_BYTES // per_image))
+    # The uint8 result, plus one chunk's float32 interpolation output and its rounded copy (counted as float32).
+    need = dataset_bytes(len(ds), channels, resize, resize) + 2 * chunk * per_image
+    require_memory(need, f"resizing {len(ds):,} images of {source} to {resize}x{resize}", ds.images.device,
+                   "use --resize N with a smaller N")
+    try:
+        out = _interpolate(ds.images, resize, chunk)
+    except Exception as err:  # torch reports a failed allocation as a RuntimeError
+        if not is_out_of_memory(err):
+            raise
+        raise ResourceError(f"ran out of memory resizing {len(ds):,} images of {source} to {resize}x{resize}; "
+                            "use --resize N with a smaller N") from err
+    return ImageDataset(out, ds.labels, ds.classes, ds.name)
+
+
+def _interpolate(images: torch.Tensor, resize: int, chunk: int) -> torch.Tensor:
+    """uint8 images resized to resize x resize, `chunk` images at a time through float32."""
+    out = torch.empty((images.shape[0], images.shape[1], resize, resize), dtype=torch.uint8, device=images.device)
+    for start in range(0, images.shape[0], chunk):
+        block = images[start:start + chunk].float()
         block = F.interpolate(block, size=(resize, resize), mode="bilinear", align_corners=False, antialias=True)
         out[start:start + chunk] = block.round_().clamp_(0, 255).to(torch.uint8)
-    return ImageDataset(out, ds.labels, ds.classes, ds.name)
+    return out
 
 
 # --------------------------------------------------------------------------- subsets
