@@ -204,8 +204,8 @@ def test_number_of_architecture_tensors_per_method():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(channels=8, cells=2), "cells >= 3"),
-    (dict(channels=6, cells=3, partial=4), "divisible by K"),
+    (dict(channels=8, cells=2), "--cells must be at least 3"),
+    (dict(channels=6, cells=3, partial=4), "--channels must be divisible by 4"),
     (dict(channels=8, cells=3, ops=("none",)), "besides 'none'"),
     (dict(channels=8, cells=3, ops=("conv_7x1",)), "unknown DARTS operation"),
 ])
