@@ -451,3 +451,28 @@ def test_a_search_step_beyond_memory_is_refused_before_it_runs(tmp_path, capsys,
                                 "--channels", "16", "--cells", "5", "--batch-size", "64", "--no-progress"])
     assert code == 2 and "a search step of the nb201 supernet" in err and "--batch-size" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_divergence_after_a_checkpoint_stops_the_run_and_keeps_that_checkpoint(tmp_path, capsys, monkeypatch):
+    from gaeanas.search import SearchStep
+
+    monkeypatch.setenv("GAEANAS_CACHE", str(tmp_path / "cache"))
+    data = str(make_image_folder(tmp_path / "data", classes=2, per_class=6))
+    out = tmp_path / "run"
+    argv = ["search", "--data", data, "--epochs", "3", "--out", str(out), *TINY_SEARCH, "--batch-size", "6"]
+    real_step, calls = SearchStep.weight_step, []
+
+    def poisoned_in_epoch_2(self, x, y):  # 2 steps an epoch: the 4th call is epoch 2, step 2
+        calls.append(1)
+        totals = real_step(self, x, y)
+        return totals * float("nan") if len(calls) == 4 else totals
+    monkeypatch.setattr(SearchStep, "weight_step", poisoned_in_epoch_2)
+    code, _, err = cli(capsys, argv)
+    assert code == 2
+    assert "diverged at epoch 2, step 2: non-finite values in the weight-training loss (NaN)" in err
+    assert "its last good checkpoint, after epoch 1, is kept" in err
+    assert not (out / RESULT_FILE).exists() and len(read_log(out)) == 1
+    monkeypatch.setattr(SearchStep, "weight_step", real_step)
+    code, _, err = cli(capsys, ["search", "--resume", str(out)])
+    assert code == 0, err
+    assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]

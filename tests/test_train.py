@@ -17,7 +17,7 @@ from gaeanas.spaces.darts_eval import (EvalCell, NetworkCIFAR, NetworkImageNet, 
 from gaeanas.spaces.darts_genotypes import DARTS_V2, PUBLISHED, Genotype
 from gaeanas.train import TrainConfig, Trainer, resume_seeds, run_seeds, run_training, training_loss
 
-from synth import kill_and_resume, make_image_folder, make_train_test_folders
+from synth import kill_and_resume, make_train_test_folders
 
 # Published parameter counts (millions, auxiliary head excluded): CIFAR-10 at C=36, L=20 (DARTS, PC-DARTS
 # papers), and the mobile ImageNet setting at C=48, L=14 with the CIFAR-searched cell.

@@ -104,9 +104,8 @@ class SearchConfig:
         cfg = dataclasses.replace(self, **filled)
         cfg.validate()
         if cfg.warmup_epochs >= cfg.epochs:
-            given = "" if "warmup_epochs" in filled else " given"
             default = f" ({method.name}'s default)" if "warmup_epochs" in filled else ""
-            raise ConfigError(f"--warmup-epochs{given} {cfg.warmup_epochs}{default} must be less than --epochs "
+            raise ConfigError(f"--warmup-epochs {cfg.warmup_epochs}{default} must be less than --epochs "
                               f"{cfg.epochs}: the architecture would never learn and the genotype would come from "
                               "untrained weights; give more --epochs or a smaller --warmup-epochs")
         return cfg
