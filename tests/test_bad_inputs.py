@@ -476,3 +476,19 @@ def test_divergence_after_a_checkpoint_stops_the_run_and_keeps_that_checkpoint(t
     code, _, err = cli(capsys, ["search", "--resume", str(out)])
     assert code == 0, err
     assert [r["epoch"] for r in read_log(out)] == [1, 2, 3]
+
+
+def test_a_checkpoint_of_gaeanas_0_2_still_resumes(tmp_path, capsys, finished_search):
+    """0.2 wrote plain torch.save checkpoints without the log's records; resume reads log.jsonl instead."""
+    import torch
+
+    from gaeanas.rundir import load_checkpoint
+
+    run = Workspace(tmp_path, finished_search, finished_search).interrupted_search()
+    state = load_checkpoint(run / CHECKPOINT_FILE)
+    del state["log"], state["data"]
+    torch.save(state, run / CHECKPOINT_FILE)
+    code, _, err = cli(capsys, ["search", "--resume", str(run)])
+    assert code == 0, err
+    untimed = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    assert untimed(read_log(run)) == untimed(read_log(finished_search))
