@@ -118,7 +118,8 @@ def read_config(run_dir: str | os.PathLike, cls: type[C]) -> C:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunDirError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(values, dict):
-        raise RunDirError(f"{path} does not hold a run's settings (a JSON object); it holds {type(values).__name__}")
+        held = {type(None): "null", list: "a list", str: "a string", bool: "true or false"}.get(type(values), "a number")
+        raise RunDirError(f"{path} does not hold a run's settings (a JSON object); it holds {held}")
     kind, wanted = run_kind(values), getattr(cls, "KIND", None)
     if kind and wanted and kind != wanted:
         raise RunDirError(f"{run_dir} is a {kind} run, not a {wanted} run; continue it with: "
