@@ -76,7 +76,8 @@ def _has_type(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null",
+             list: "a list"}
     args = typing.get_args(hint)
     if args and typing.get_origin(hint) is not dict:
         return " or ".join(_type_name(a) for a in args)
@@ -98,9 +99,9 @@ def check_run_settings(cfg: Any) -> None:
 
 def run_kind(values: dict[str, Any]) -> str | None:
     """'search' or 'train': what a config.json's run is (run_info's kind, else told by its settings)."""
-    kind = (values.get(RUN_INFO_KEY) or {}).get("kind") if isinstance(values.get(RUN_INFO_KEY), dict) else None
-    if kind:
-        return kind
+    info = values.get(RUN_INFO_KEY)
+    if isinstance(info, dict) and info.get("kind"):
+        return info["kind"]
     if "genotype" in values:
         return "train"
     return "search" if "method" in values else None
@@ -118,8 +119,7 @@ def read_config(run_dir: str | os.PathLike, cls: type[C]) -> C:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunDirError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(values, dict):
-        held = {type(None): "null", list: "a list", str: "a string", bool: "true or false"}.get(type(values), "a number")
-        raise RunDirError(f"{path} does not hold a run's settings (a JSON object); it holds {held}")
+        raise RunDirError(f"{path} does not hold a run's settings (a JSON object); it holds {_type_name(type(values))}")
     kind, wanted = run_kind(values), getattr(cls, "KIND", None)
     if kind and wanted and kind != wanted:
         raise RunDirError(f"{run_dir} is a {kind} run, not a {wanted} run; continue it with: "
@@ -219,12 +219,17 @@ def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 def append_log(run_dir: Path, record: dict[str, Any]) -> None:
     """Add one epoch's record to log.jsonl."""
     with open(run_dir / LOG_FILE, "a") as f:
-        f.write(json.dumps(strict_json(record, LOG_FILE), allow_nan=False) + "\n")
+        f.write(_log_line(record))
+
+
+def _log_line(record: dict[str, Any]) -> str:
+    """One log.jsonl line: the record as strict JSON."""
+    return json.dumps(strict_json(record, LOG_FILE), allow_nan=False) + "\n"
 
 
 def write_log(run_dir: Path, records: list[dict[str, Any]]) -> None:
     """Replace log.jsonl, atomically, with these records (on resume: the checkpoint's own)."""
-    text = "".join(json.dumps(strict_json(r, LOG_FILE), allow_nan=False) + "\n" for r in records)
+    text = "".join(_log_line(r) for r in records)
     atomic_write_bytes(run_dir / LOG_FILE, lambda tmp: tmp.write_text(text))
 
 

@@ -60,7 +60,6 @@ class SearchConfig:
     momentum: float = opt(0.9, "SGD momentum")
     weight_decay: float = opt(3e-4, "L2 coefficient on the network weights")
     grad_clip: float = opt(5.0, "max L2 norm of the weights' gradient; 0 disables")
-    # architecture
     # architecture: settings left None take the method's default; one the method does not read is refused
     arch_lr: float | None = opt(None, "architecture step size; default: the method's (darts/gdas 3e-4, pcdarts 6e-4, "
                                       "gaea-darts/gaea-pcdarts 0.1, gaea-gdas 0.01)")
