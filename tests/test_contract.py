@@ -19,7 +19,7 @@ PAIRS = working_pairs()
 TINY = {"nb201": dict(channels=2, cells=1), "darts": dict(channels=4, cells=3)}
 # A value for each method or space setting, valid wherever the setting is read.
 VALUES = {"arch_lr": 0.05, "arch_weight_decay": 0.01, "eg_floor": 1e-4, "entropy_coef": 0.1, "sparse_skip": 0.05,
-          "tau_max": 5.0, "tau_min": 0.5, "warmup_epochs": 1, "benchmark": "table.csv"}
+          "tau_max": 5.0, "tau_min": 0.5, "warmup_epochs": 1, "benchmark": "table.csv", "eg_floor_last": True}
 
 
 @pytest.fixture(scope="module")

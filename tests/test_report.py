@@ -69,16 +69,32 @@ def test_table_layout(fake_grid, tmp_path):
     rows = aggregate([load_run(p) for p in paths])
     best = {"cifar10": 94.37, "cifar100": 73.51, "ImageNet16-120": 47.31}
     lines = format_table_md(rows, best).strip().splitlines()
-    assert lines[0].split("|")[1:-1] == [" Method ", " Objective ", " Ops ", " Seeds ", " CIFAR-10 ", " CIFAR-100 ",
-                                         " ImageNet16-120 ", " Search (s) ", " Final entropy ", " Skip edges "]
+    assert lines[0].split("|")[1:-1] == [" Method ", " Objective ", " Ops ", " Seeds ", " Epochs ", " Genotype of ",
+                                         " CIFAR-10 ", " CIFAR-100 ", " ImageNet16-120 ", " CIFAR-10, last epoch ",
+                                         " Search (s) ", " Final entropy ", " Skip edges "]
     assert len(lines) == 2 + 2 + 1
-    assert "| gaea-darts | erm | no none | 3 | 93.00 ± 0.82 |" in lines[2]
+    assert "| gaea-darts | erm | no none | 3 | 3 | last epoch | 93.00 ± 0.82 |" in lines[2]
+    assert "| 93.00 ± 0.82 | 101 ± 1 |" in lines[2]  # a last-epoch run's two CIFAR-10 columns agree
     assert lines[-1].startswith("| optimal (benchmark) |") and "94.37" in lines[-1] and "47.31" in lines[-1]
     write_table_csv(rows, tmp_path / "t.csv", best)
     table = list(csv.DictReader(open(tmp_path / "t.csv")))
     assert [r["method"] for r in table] == ["gaea-darts", "darts", "optimal"]
     assert float(table[1]["cifar10_mean"]) == pytest.approx(68.0)
     assert float(table[2]["cifar10_mean"]) == 94.37
+    assert table[0]["select"] == "last" and float(table[0]["last_cifar10_mean"]) == pytest.approx(93.0)
+
+
+def test_best_epoch_rows_show_the_last_epoch_beside_it(fake_grid):
+    _, paths = fake_grid
+    for path in paths:  # as a bilevel run with best-epoch selection leaves it: epoch 2 was best on valid
+        result = json.loads((path / "result.json").read_text())
+        result.update(select="best", selected_epoch=2, last={"genotype": result["genotype"], "oracle": result["oracle"]},
+                      oracle={"cifar10": 85.0, "cifar100": 65.0, "ImageNet16-120": 35.0})
+        (path / "result.json").write_text(json.dumps(result))
+    gaea = aggregate([load_run(p) for p in paths])[0]
+    assert gaea["select"] == "best"
+    assert gaea["cifar10"] == pytest.approx((85.0, 0.0)) and gaea["last_cifar10"][0] == pytest.approx(93.0)
+    assert "| best valid epoch | 85.00 ± 0.00 | 65.00 ± 0.00 | 35.00 ± 0.00 | 93.00 ± 0.82 |" in format_table_md([gaea])
 
 
 def test_plots_are_written(fake_grid, tmp_path):

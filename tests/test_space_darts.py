@@ -218,7 +218,8 @@ def test_space_is_registered_with_the_papers_defaults():
     space = SPACES["darts"]
     assert space.ops == OPS and space.parse_genotype == Genotype.parse
     assert space.defaults == {"channels": 16, "cells": 8, "objective": "bilevel", "epochs": 50,
-                              "batch_size": 256, "lr": 0.1, "lr_min": 0.0}
+                              "batch_size": 256, "lr": 0.1, "lr_min": 0.0, "lr_cycle": 50, "weight_decay": 3e-4,
+                              "nesterov": False, "update_order": "arch-first"}
     cfg = SearchConfig(space="darts", method="gaea-pcdarts").resolved()
     assert (cfg.warmup_epochs, cfg.arch_lr, cfg.channels, cfg.cells) == (10, 0.1, 16, 8)
     cfg = SearchConfig(space="darts", method="pcdarts").resolved()

@@ -84,11 +84,18 @@ def test_sparse_skip_is_the_relaxations_threshold(tmp_path, tiny_data, method):
 
 @pytest.mark.parametrize("method", GUMBEL)
 def test_gumbel_temperature_follows_its_schedule(tmp_path, tiny_data, method):
-    s = search(tiny_data, tmp_path, method=method, tau_max=5.0, tau_min=1.0)
+    s = search(tiny_data, tmp_path, method=method, tau_max=5.0, tau_min=1.0, warmup_epochs=0)
     assert isinstance(s.model.relax, GumbelHard) and s.model.relax.tau == 5.0
     s.run()
     assert [r["tau"] for r in read_log(tmp_path / "run")] == [5.0, 3.0, 1.0]
     assert s.model.relax.tau == 1.0  # the temperature the last epoch sampled with
+
+
+@pytest.mark.parametrize("method", GUMBEL)
+def test_the_temperature_holds_through_the_warmup_then_falls_at_the_same_rate(tmp_path, tiny_data, method):
+    """GAEA GDAS's reference schedule: tau_max - (tau_max - tau_min) * max(e - warmup, 0) / (E - 1)."""
+    search(tiny_data, tmp_path, method=method, epochs=4, tau_max=5.0, tau_min=2.0, warmup_epochs=2).run()
+    assert [r["tau"] for r in read_log(tmp_path / "run")] == pytest.approx([5.0, 5.0, 5.0, 4.0])
 
 
 def test_the_gumbel_temperature_scales_the_straight_through_gradient():
@@ -104,11 +111,43 @@ def test_the_gumbel_temperature_scales_the_straight_through_gradient():
 
 
 def test_lr_min_is_the_cosine_floor(tmp_path, tiny_data):
-    s = search(tiny_data, tmp_path, lr=0.1, lr_min=0.02)
+    s = search(tiny_data, tmp_path, lr=0.1, lr_min=0.02, lr_cycle=0)
     assert s.scheduler.eta_min == 0.02
     s.run()
     assert s.weight_opt.param_groups[0]["lr"] == pytest.approx(0.02)
     assert [r["lr"] for r in read_log(tmp_path / "run")] == pytest.approx([0.1, 0.08, 0.04])
+
+
+def test_lr_cycle_restarts_the_cosine_with_its_peak_halved(tmp_path, tiny_data):
+    """The GAEA reference's schedule: a cosine over lr_cycle epochs, then again from half the peak."""
+    s = search(tiny_data, tmp_path, lr=0.1, lr_min=0.02, lr_cycle=2, epochs=5)
+    s.run()
+    assert [r["lr"] for r in read_log(tmp_path / "run")] == pytest.approx([0.1, 0.06, 0.05, 0.035, 0.025])
+
+
+def test_a_shorter_run_keeps_the_recipes_shape(tmp_path, tiny_data):
+    """Left to their defaults, the warm-up and the cosine cycle scale with --epochs (gaea-gdas: 50 and 50 of 150)."""
+    cfg = SearchConfig(method="gaea-gdas", epochs=30).resolved()
+    assert (cfg.warmup_epochs, cfg.lr_cycle) == (10, 10)
+    assert SearchConfig(method="gaea-gdas", epochs=30, warmup_epochs=3).resolved().warmup_epochs == 3
+    assert SearchConfig(method="gaea-darts", epochs=10).resolved().lr_cycle == 20  # 50 of 25 epochs
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_nesterov_reaches_sgd(tmp_path, tiny_data, nesterov):
+    assert search(tiny_data, tmp_path, nesterov=nesterov).weight_opt.param_groups[0]["nesterov"] is nesterov
+
+
+@pytest.mark.parametrize("order", ["arch-first", "weights-first"])
+def test_update_order_decides_which_update_sees_the_other(tmp_path, tiny_data, order, monkeypatch):
+    s = search(tiny_data, tmp_path, update_order=order, epochs=1)
+    calls = []
+    for name in ("arch_step", "weight_step"):
+        original = getattr(s.step, name)
+        monkeypatch.setattr(s.step, name, lambda *a, _n=name, _f=original: calls.append(_n) or _f(*a))
+    s.run()
+    first = "arch_step" if order == "arch-first" else "weight_step"
+    assert calls[0] == first and calls[:4] == [first, ({"arch_step", "weight_step"} - {first}).pop()] * 2
 
 
 # ---- training -------------------------------------------------------------------------------------

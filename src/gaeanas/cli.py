@@ -19,13 +19,14 @@ from .methods import METHODS
 from .rundir import CHECKPOINT_FILE, CONFIG_FILE, claimed_run_dir, flag, read_json
 from .runner import NullCallback
 from .runtime import DEVICES, PRECISIONS, resolve_device
-from .search import OBJECTIVES, Search, SearchConfig, load_config
+from .search import OBJECTIVES, SELECTIONS, UPDATE_ORDERS, Search, SearchConfig, load_config
 from .spaces import SPACES
 from .spaces.darts_genotypes import PUBLISHED
 from .train import NETWORKS, SEEDS_FILE, TrainConfig
 
 CHOICES = {"space": sorted(SPACES), "method": sorted(METHODS), "objective": list(OBJECTIVES),
-           "device": list(DEVICES), "precision": list(PRECISIONS), "network": sorted(NETWORKS)}
+           "device": list(DEVICES), "precision": list(PRECISIONS), "network": sorted(NETWORKS),
+           "update_order": list(UPDATE_ORDERS), "select": list(SELECTIONS)}
 STEP_REFRESH = 5  # update the progress bar's numbers every this many steps (each update syncs the device)
 HELP_FORMAT = argparse.RawDescriptionHelpFormatter  # keeps the examples' line breaks; defaults are in the help
 EXAMPLES = {
@@ -101,7 +102,8 @@ class ProgressBar(NullCallback):
         self.bar.close()
         oracle = record.get("oracle")
         bench = "" if not oracle else "  c10 {cifar10:.2f} c100 {cifar100:.2f} in16 {ImageNet16-120:.2f}".format(**oracle)
-        print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  acc {record['train_acc']:5.2f}  "
+        valid = "" if record.get("valid_acc") is None else f"valid {record['valid_acc']:5.2f}  "
+        print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  acc {record['train_acc']:5.2f}  {valid}"
               f"entropy {record['entropy']:.4f}  {record['seconds']:6.1f}s  {record['genotype']}{bench}", flush=True)
 
 
@@ -217,7 +219,9 @@ def run_in_dir(start, command: str, run_dir: Path, resume: bool) -> dict | None:
 
 
 def print_result(result: dict, run_dir: Path) -> None:
-    print(f"genotype: {result['genotype']}")
+    print(f"genotype: {result['genotype']}  (epoch {result['selected_epoch']}, the {result['select']} one)")
+    if result["select"] == "best" and result["last"]["genotype"] != result["genotype"]:
+        print(f"last epoch's genotype: {result['last']['genotype']}")
     print(f"final architecture entropy: {result['entropy']:.4f} nats; search time {result['search_seconds']:.1f}s")
     if result.get("oracle"):
         for name, acc in result["oracle"].items():
@@ -415,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["reproduce"])
     repro.add_argument("benchmark_name", choices=["nb201"], help="which results to reproduce")
     repro.add_argument("--scale", choices=["paper", "cpu", "cpu-deep"], default="cpu",
-                       help="paper: appendix C.3 for a GPU; cpu: C=8, N=1, 10k images, 10 epochs; "
-                            "cpu-deep: C=8, N=5, 16x16 images, 10k images, 20 epochs (default: cpu)")
+                       help="paper: appendix C.3 and the reference code's lengths, for a GPU; cpu: C=8, N=1, 10k "
+                            "images, 0.4 of each method's epochs (gaea-darts 10, gaea-gdas 60, gdas 100); cpu-deep: "
+                            "C=8, N=5, 16x16 images, 10k images, 0.8 of each method's epochs (default: cpu)")
     repro.add_argument("--methods", type=_csv(str), default=None,
                        help="comma-separated methods (default: the paper's grid)")
     repro.add_argument("--objectives", type=_csv(str), default=None, help="comma-separated objectives")

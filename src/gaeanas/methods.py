@@ -4,21 +4,23 @@ A method is made of parts, each of which states the SearchConfig settings it rea
 - an architecture update (ArchUpdate): how the weights are parametrised and which optimizer moves them;
 - a relaxation recipe (RelaxationRecipe): how the weights mix candidate operations, and its per-epoch schedule;
 - the supernet's shape: PC-DARTS partial channels and edge normalisation;
-- a warm-up: epochs of weight training before the architecture learns.
+- a warm-up: epochs of weight training before the architecture learns;
+- per-space recipes: what the reference code ran in each space where it differs from the space's defaults
+  (epochs, weight decay, update order, ...); docs/parity.md lists every value beside the paper's text.
 The search loop only calls a method's hooks (build_relaxation, build_arch_optimizer, on_epoch_start), so a
 method made of existing parts is one registry entry, and a new kind of update is one new ArchUpdate class.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 import torch
 
 from .errors import ConfigError
 from .optim import create_arch_optimizer
-from .relax import GumbelHard, Mixture, Relaxation
+from .relax import Architecture, GumbelHard, Mixture, Relaxation
 
 class ArchUpdate(ABC):
     """How architecture weights are parametrised ("logits" or "simplex") and updated."""
@@ -30,8 +32,8 @@ class ArchUpdate(ABC):
         """The SearchConfig fields this update reads, with this recipe's defaults."""
 
     @abstractmethod
-    def build(self, params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
-        """The optimizer for `params`, from a resolved config."""
+    def build(self, arch: Architecture, cfg: Any) -> torch.optim.Optimizer:
+        """The optimizer for the architecture's tensors, from a resolved config."""
 
 
 @dataclass(frozen=True)
@@ -46,25 +48,37 @@ class AdamOnLogits(ArchUpdate):
     def settings(self) -> dict[str, Any]:
         return {"arch_lr": self.lr, "arch_weight_decay": self.weight_decay}
 
-    def build(self, params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
-        return create_arch_optimizer("adam", params, lr=cfg.arch_lr, betas=self.betas,
+    def build(self, arch: Architecture, cfg: Any) -> torch.optim.Optimizer:
+        return create_arch_optimizer("adam", arch.parameters(), lr=cfg.arch_lr, betas=self.betas,
                                      weight_decay=cfg.arch_weight_decay)
 
 
 @dataclass(frozen=True)
 class ExponentiatedGradientOnSimplex(ArchUpdate):
-    """GAEA: the weights live on simplices and move by exponentiated gradient (dimensionless step size)."""
+    """GAEA: the weights live on simplices and move by exponentiated gradient (dimensionless step size).
+
+    The floor and the entropic regulariser act on the operation weights. Per-node edge weights (PC-DARTS' beta)
+    are only renormalised, with no floor and no regulariser, as in the reference code.
+    floor_last: renormalise, then clamp to the floor (GAEA GDAS's reference code), instead of the reverse.
+    """
 
     lr: float = 0.1
     floor: float = 1e-5
     entropy_coef: float = 0.0
+    floor_last: bool = False
     parametrisation: ClassVar[str] = "simplex"
 
     def settings(self) -> dict[str, Any]:
-        return {"arch_lr": self.lr, "eg_floor": self.floor, "entropy_coef": self.entropy_coef}
+        return {"arch_lr": self.lr, "eg_floor": self.floor, "entropy_coef": self.entropy_coef,
+                "eg_floor_last": self.floor_last}
 
-    def build(self, params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
-        return create_arch_optimizer("eg", params, lr=cfg.arch_lr, floor=cfg.eg_floor, entropy_coef=cfg.entropy_coef)
+    def build(self, arch: Architecture, cfg: Any) -> torch.optim.Optimizer:
+        groups = [{"params": [arch.theta[name] for name in arch.op_names]}]
+        if arch.edge_names:
+            groups.append({"params": [arch.theta[name] for name in arch.edge_names], "floor": 0.0,
+                           "entropy_coef": 0.0, "floor_last": False})
+        return create_arch_optimizer("eg", groups, lr=cfg.arch_lr, floor=cfg.eg_floor, entropy_coef=cfg.entropy_coef,
+                                     floor_last=cfg.eg_floor_last)
 
 
 class RelaxationRecipe(ABC):
@@ -94,14 +108,19 @@ class SoftMixture(RelaxationRecipe):
         return Mixture(threshold=cfg.sparse_skip)
 
 
-def gumbel_temperature(tau_max: float, tau_min: float, epoch: int, epochs: int) -> float:
-    """Linear from tau_max at the first epoch to tau_min at the last (GDAS)."""
-    return tau_max - (tau_max - tau_min) * epoch / max(epochs - 1, 1)
+def gumbel_temperature(tau_max: float, tau_min: float, epoch: int, epochs: int, warmup: int = 0) -> float:
+    """tau_max until the warm-up ends, then down by (tau_max - tau_min) / (epochs - 1) an epoch.
+
+    Without a warm-up it reaches tau_min at the last epoch (GDAS). With one it stops short of tau_min, as GAEA
+    GDAS's reference code does: tau = tau_max - (tau_max - tau_min) * max(epoch - warmup, 0) / (epochs - 1).
+    """
+    return tau_max - (tau_max - tau_min) * max(epoch - warmup, 0) / max(epochs - 1, 1)
 
 
 @dataclass(frozen=True)
 class GumbelSampling(RelaxationRecipe):
-    """GDAS: one op per edge drawn by Gumbel-max, temperature annealed linearly from tau_max to tau_min."""
+    """GDAS: one op per edge drawn by Gumbel-max, temperature annealed linearly after the warm-up (see
+    gumbel_temperature)."""
 
     tau_max: float = 10.0
     tau_min: float = 0.1
@@ -113,7 +132,8 @@ class GumbelSampling(RelaxationRecipe):
         return GumbelHard(tau=cfg.tau_max, generator=generator)
 
     def on_epoch_start(self, relaxation: Relaxation, cfg: Any, epoch: int) -> dict[str, float]:
-        relaxation.tau = gumbel_temperature(cfg.tau_max, cfg.tau_min, epoch, cfg.epochs)  # type: ignore[attr-defined]
+        relaxation.tau = gumbel_temperature(cfg.tau_max, cfg.tau_min, epoch, cfg.epochs,  # type: ignore[attr-defined]
+                                            cfg.warmup_epochs)
         return {"tau": relaxation.tau}  # type: ignore[attr-defined]
 
 
@@ -124,6 +144,7 @@ class Method:
     partial_channels: K of PC-DARTS: only 1/K of the channels go through the mixed op (1: all of them).
     edge_norm: PC-DARTS edge normalisation: a learned weight for each incoming edge of a node.
     warmup_epochs: default epochs of weight training before the architecture starts to learn.
+    recipes: per space, the settings the reference code ran with where they differ from the space's defaults.
     """
 
     name: str
@@ -133,6 +154,7 @@ class Method:
     partial_channels: int = 1
     edge_norm: bool = False
     warmup_epochs: int = 0
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def parametrisation(self) -> str:
@@ -145,22 +167,38 @@ class Method:
     def build_relaxation(self, cfg: Any, generator: torch.Generator | None = None) -> Relaxation:
         return self.relaxation.build(cfg, generator)
 
-    def build_arch_optimizer(self, cfg: Any, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        return self.update.build(params, cfg)
+    def recipe(self, space: str) -> dict[str, Any]:
+        """The reference code's settings for this method in `space` that differ from the space's defaults."""
+        return dict(self.recipes.get(space, {}))
+
+    def build_arch_optimizer(self, cfg: Any, arch: Architecture) -> torch.optim.Optimizer:
+        return self.update.build(arch, cfg)
 
     def on_epoch_start(self, relaxation: Relaxation, cfg: Any, epoch: int) -> dict[str, float]:
         """Apply the per-epoch schedule; returns the scheduled values, for the epoch's log record."""
         return self.relaxation.on_epoch_start(relaxation, cfg, epoch)
 
 
-_ADAM, _EG, _EG_GDAS = AdamOnLogits(lr=3e-4), ExponentiatedGradientOnSimplex(lr=0.1), ExponentiatedGradientOnSimplex(lr=0.01)
+_ADAM, _EG = AdamOnLogits(lr=3e-4), ExponentiatedGradientOnSimplex(lr=0.1)
+# GAEA GDAS's released config (configs/cnn/search_method/egdas/method_egdas_space_nasbench201.yaml): step 0.01,
+# entropic regulariser 0.01 (its `arch_weight_decay`); architect_egdas.py floors after renormalising.
+_EG_GDAS = ExponentiatedGradientOnSimplex(lr=0.01, entropy_coef=0.01, floor_last=True)
+# First-order DARTS' own weight recipe on its space (DARTS paper; GAEA appendix C.1.1), not PC-DARTS' batch 256.
+_DARTS_SPACE = {"batch_size": 64, "lr": 0.025, "lr_min": 0.001}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("darts", "first-order DARTS: softmax over logits, Adam", _ADAM, SoftMixture()),
-    Method("gaea-darts", "GAEA DARTS: weights on the simplex, exponentiated gradient", _EG, SoftMixture()),
-    Method("gdas", "GDAS: Gumbel straight-through hard sampling from softmax logits, Adam", _ADAM, GumbelSampling()),
+    Method("darts", "first-order DARTS: softmax over logits, Adam", _ADAM, SoftMixture(),
+           recipes={"darts": _DARTS_SPACE}),
+    Method("gaea-darts", "GAEA DARTS: weights on the simplex, exponentiated gradient", _EG, SoftMixture(),
+           recipes={"darts": _DARTS_SPACE}),
+    # AutoDL-Projects' GDAS on NAS-Bench-201 (exps/algos/GDAS.py, configs/nas-benchmark/algos/GDAS.config).
+    Method("gdas", "GDAS: Gumbel straight-through hard sampling from softmax logits, Adam", _ADAM, GumbelSampling(),
+           recipes={"nb201": {"epochs": 250, "weight_decay": 5e-4, "nesterov": True, "lr_cycle": 0,
+                              "update_order": "weights-first", "select": "last"}}),
     Method("gaea-gdas", "GAEA GDAS: Gumbel hard sampling from log(theta) on the simplex, exponentiated gradient",
-           _EG_GDAS, GumbelSampling()),
+           _EG_GDAS, GumbelSampling(),
+           # the reference ran it on NB-201 only; on the DARTS space the same shape: warm-up a third of the run
+           recipes={"nb201": {"epochs": 150, "warmup_epochs": 50}, "darts": {"warmup_epochs": 17}}),
     Method("pcdarts", "PC-DARTS: 1/4 of the channels through each edge, softmax edge weights per node, Adam",
            AdamOnLogits(lr=6e-4), SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=15),
     Method("gaea-pcdarts", "GAEA PC-DARTS: PC-DARTS with op and edge weights on simplices, exponentiated gradient",

@@ -68,9 +68,13 @@ def aggregate(runs: Iterable[Run]) -> list[dict[str, Any]]:
             "ops": "no none" if group[0].config.get("exclude_none") else "all 5",
             "seeds": len(group),
         }
+        row["epochs"] = group[0].result.get("epochs", len(group[0].log))
+        row["select"] = group[0].result.get("select", "last")
         for name in DATASETS:
             accs = [r.result["oracle"][name] for r in group if r.result.get("oracle")]
             row[name] = mean_std(accs) if accs else None
+        last = [last_epoch(r).get("oracle", {}).get("cifar10") for r in group]
+        row["last_cifar10"] = mean_std(last) if None not in last else None
         row["search_seconds"] = mean_std([r.result["search_seconds"] for r in group])
         row["entropy"] = mean_std([r.result["entropy"] for r in group])
         row["skip_edges"] = mean_std([skip_count(r.result["genotype"]) for r in group])
@@ -78,24 +82,30 @@ def aggregate(runs: Iterable[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+def last_epoch(run: Run) -> dict[str, Any]:
+    """The last epoch's genotype and scores (a result.json written before best-epoch selection has only those)."""
+    return run.result.get("last") or {"genotype": run.result["genotype"], "oracle": run.result.get("oracle") or {}}
+
+
 def _pm(value: tuple[float, float] | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
 
-TABLE_COLUMNS = ["Method", "Objective", "Ops", "Seeds", "CIFAR-10", "CIFAR-100", "ImageNet16-120",
-                 "Search (s)", "Final entropy", "Skip edges"]
+TABLE_COLUMNS = ["Method", "Objective", "Ops", "Seeds", "Epochs", "Genotype of", "CIFAR-10", "CIFAR-100",
+                 "ImageNet16-120", "CIFAR-10, last epoch", "Search (s)", "Final entropy", "Skip edges"]
+SELECT_LABELS = {"best": "best valid epoch", "last": "last epoch"}
 
 
 def table_cells(row: dict[str, Any]) -> list[str]:
     """A row's cells in TABLE_COLUMNS order."""
-    return [row["method"], row["objective"], row["ops"], str(row["seeds"]),
-            *(_pm(row[name]) for name in DATASETS),
+    return [row["method"], row["objective"], row["ops"], str(row["seeds"]), str(row["epochs"]),
+            SELECT_LABELS[row["select"]], *(_pm(row[name]) for name in DATASETS), _pm(row["last_cifar10"]),
             _pm(row["search_seconds"], 0), _pm(row["entropy"], 3), _pm(row["skip_edges"], 2)]
 
 
 def optimal_cells(best: dict[str, float]) -> list[str]:
     """The benchmark's optimal row in TABLE_COLUMNS order."""
-    return ["optimal (benchmark)", "", "", "", *(f"{best[name]:.2f}" for name in DATASETS), "", "", ""]
+    return ["optimal (benchmark)", "", "", "", "", "", *(f"{best[name]:.2f}" for name in DATASETS), "", "", "", ""]
 
 
 def format_table_md(rows: Sequence[dict[str, Any]], best: dict[str, float] | None = None) -> str:
@@ -110,20 +120,21 @@ def format_table_md(rows: Sequence[dict[str, Any]], best: dict[str, float] | Non
 def write_table_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
                     best: dict[str, float] | None = None) -> None:
     """The same table as CSV, with separate mean and std columns."""
-    header = ["method", "objective", "ops", "seeds"]
-    for name in (*DATASETS, "search_seconds", "entropy", "skip_edges"):
+    figures = (*DATASETS, "last_cifar10", "search_seconds", "entropy", "skip_edges")
+    header = ["method", "objective", "ops", "seeds", "epochs", "select"]
+    for name in figures:
         header += [f"{name}_mean", f"{name}_std"]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for row in rows:
-            values = [row["method"], row["objective"], row["ops"], row["seeds"]]
-            for name in (*DATASETS, "search_seconds", "entropy", "skip_edges"):
+            values = [row["method"], row["objective"], row["ops"], row["seeds"], row["epochs"], row["select"]]
+            for name in figures:
                 values += list(row[name]) if row[name] is not None else ["", ""]
             writer.writerow(values)
         if best is not None:
-            values = ["optimal", "", "", ""]
-            for name in (*DATASETS, "search_seconds", "entropy", "skip_edges"):
+            values = ["optimal", "", "", "", "", ""]
+            for name in figures:
                 values += [best[name], ""] if name in best else ["", ""]
             writer.writerow(values)
 

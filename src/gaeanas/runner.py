@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .data import DeviceLoader, ImageDataset
 from .errors import ConfigError, DataError, DivergenceError, RunDirError
 from .rundir import (CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, append_log, claimed_run_dir, config_identity,
                      read_checkpoint, read_config, read_json, read_log, write_checkpoint, write_config, write_json,
                      write_log)
+from .runtime import autocast
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,33 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def sgd_with_cosine(params: Sequence[torch.nn.Parameter], cfg: Any
-                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
-    """SGD (cfg.lr, cfg.momentum, cfg.weight_decay) whose rate follows a cosine from cfg.lr to cfg.lr_min over
-    cfg.epochs epochs (the scheduler steps once per epoch)."""
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+def cosine_with_restarts(base_lr: float, lr_min: float, epoch: int, cycle: int, decay: float = 0.5) -> float:
+    """The GAEA reference code's cosine (cnn/lr_schedulers.py, CosinePowerAnnealing with power 1): from base_lr
+    down to lr_min over `cycle` epochs, then again from a peak multiplied by `decay` at each new cycle."""
+    peak = base_lr * decay ** (epoch // cycle)
+    return lr_min + (peak - lr_min) * 0.5 * (1 + math.cos(math.pi * (epoch % cycle) / cycle))
+
+
+class CosineRestarts(torch.optim.lr_scheduler.LRScheduler):
+    """Per-epoch learning rate cosine_with_restarts(base, lr_min, epoch, cycle)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cycle: int, lr_min: float) -> None:
+        self.cycle, self.lr_min = cycle, lr_min
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        return [cosine_with_restarts(base, self.lr_min, self.last_epoch, self.cycle) for base in self.base_lrs]
+
+
+def sgd_with_cosine(params: Sequence[torch.nn.Parameter], cfg: Any, nesterov: bool = False, cycle: int = 0
+                    ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD (cfg.lr, cfg.momentum, cfg.weight_decay, nesterov) whose rate follows a cosine from cfg.lr to cfg.lr_min
+    (the scheduler steps once per epoch): over cfg.epochs epochs when cycle is 0, otherwise over `cycle` epochs,
+    restarting with the peak halved (the GAEA reference code)."""
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                nesterov=nesterov)
+    if cycle:
+        return optimizer, CosineRestarts(optimizer, cycle, cfg.lr_min)
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, eta_min=cfg.lr_min)
 
 
@@ -52,6 +77,28 @@ def training_loader(ds: ImageDataset, cfg: Any, generator: torch.Generator, devi
     return DeviceLoader(ds.to(device), cfg.batch_size, generator, augment=cfg.crop_pad > 0 or cfg.flip,
                         crop_pad=cfg.crop_pad, flip=cfg.flip, mean=mean, std=std, channels_last=cfg.channels_last,
                         cutout=cutout)
+
+
+def evaluation_loader(ds: ImageDataset, cfg: Any, device: torch.device, mean: torch.Tensor, std: torch.Tensor
+                      ) -> DeviceLoader:
+    """Batches of cfg.batch_size in order, without augmentation: nothing random."""
+    return DeviceLoader(ds.to(device), cfg.batch_size, torch.Generator(device=device), augment=False, shuffle=False,
+                        mean=mean, std=std, channels_last=cfg.channels_last)
+
+
+@torch.no_grad()
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], loader: DeviceLoader, device: torch.device,
+             precision: str) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in %) of forward(x) -> logits over the loader, under the precision's autocast;
+    the caller sets eval mode."""
+    totals = torch.zeros(3, device=device)
+    for x, y in loader:
+        with autocast(device, precision):
+            logits = forward(x)
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        totals += torch.stack([loss, (logits.argmax(dim=1) == y).sum().float(), loss.new_tensor(len(y))])
+    loss, correct, n = totals.tolist()
+    return loss / n, 100.0 * correct / n
 
 
 class EpochCallback(Protocol):

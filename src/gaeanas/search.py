@@ -17,16 +17,23 @@ from .errors import ConfigError, DataError
 from .memory import require_memory
 from .methods import METHODS, Method, get_method, method_settings
 from .nasbench import NB201Table
-from .relax import Architecture
 from .rundir import check_run_settings, config_from_dict, flag, opt, read_config
-from .runner import (EpochCallback, EpochRunner, check_finite, run_or_resume, seeded, sgd_step, sgd_with_cosine,
-                     training_loader)
+from .relax import Architecture, deterministic
+from .runner import (EpochCallback, EpochRunner, check_finite, evaluate, evaluation_loader, run_or_resume, seeded,
+                     sgd_step, sgd_with_cosine, training_loader)
 from .runtime import PRECISIONS, autocast
 from .spaces import SPACES, SearchModel, SearchSpace, candidate_ops, get_space, space_settings, supernet_bytes
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("erm", "bilevel")
+UPDATE_ORDERS = ("arch-first", "weights-first")
+SELECTIONS = ("best", "last")
+# Epoch counts that a recipe states for its own length: left to their default, they scale with --epochs.
+EPOCH_SETTINGS = ("warmup_epochs", "lr_cycle")
+# What a config.json written before these settings existed ran with.
+LEGACY_SETTINGS = {"lr_cycle": 0, "update_order": "arch-first", "select": "last", "nesterov": False,
+                   "eg_floor_last": False}
 
 
 @dataclass
@@ -57,25 +64,39 @@ class SearchConfig:
                                  "default: the space's (nb201: 0.025)")
     lr_min: float | None = opt(None, "cosine schedule's floor, reached after the last epoch; "
                                      "default: the space's (nb201: 0.001)")
+    lr_cycle: int | None = opt(None, "epochs of one cosine cycle of the weights' lr; past it the cosine restarts with "
+                                     "its peak halved (the GAEA code: 50); 0: one cosine over the run; default: the "
+                                     "space's or method's (nb201: 50, gdas 0), scaled to --epochs")
     momentum: float = opt(0.9, "SGD momentum")
-    weight_decay: float = opt(3e-4, "L2 coefficient on the network weights")
+    nesterov: bool | None = opt(None, "Nesterov momentum; default: the method's (gdas on nb201: on; else off)")
+    weight_decay: float | None = opt(None, "L2 coefficient on the network weights; default: the space's or method's "
+                                           "(3e-4; gdas on nb201: 5e-4)")
     grad_clip: float = opt(5.0, "max L2 norm of the weights' gradient; 0 disables")
+    update_order: str | None = opt(None, "arch-first: each step updates the architecture, then the weights (DARTS, "
+                                         "GAEA); weights-first: the reverse (AutoDL's GDAS); default: the method's")
+    select: str | None = opt(None, "which epoch's genotype is the result: best (the best held-out accuracy of the "
+                                   "supernet; bilevel only) or last; default: best under bilevel (gdas: last), "
+                                   "last under erm")
     # architecture: settings left None take the method's default; one the method does not read is refused
     arch_lr: float | None = opt(None, "architecture step size; default: the method's (darts/gdas 3e-4, pcdarts 6e-4, "
-                                      "gaea-darts/gaea-pcdarts 0.1, gaea-gdas 0.01)")
+                                      "gaea-darts/gaea-pcdarts 0.1, gaea-gdas 0.01; the GAEA paper's text: 0.1)")
     arch_weight_decay: float | None = opt(None, "Adam's L2 weight decay on architecture logits (darts, gdas, "
                                                 "pcdarts); default: 1e-3")
     eg_floor: float | None = opt(None, "exponentiated gradient clamps weights to at least this (gaea-* methods); "
                                        "default: 1e-5")
-    entropy_coef: float | None = opt(None, "exponentiated gradient's KL-to-uniform regulariser (gaea-* methods); "
-                                           "default: 0")
+    entropy_coef: float | None = opt(None, "exponentiated gradient's KL-to-uniform regulariser on the operation "
+                                           "weights (gaea-* methods); default: 0, gaea-gdas 0.01")
+    eg_floor_last: bool | None = opt(None, "exponentiated gradient renormalises, then clamps to --eg-floor (GAEA "
+                                           "GDAS's code) instead of the reverse (gaea-* methods); default: gaea-gdas on")
     arch_grad_clip: float = opt(0.0, "max L2 norm of the architecture gradient, over all its tensors; 0 disables")
     sparse_skip: float | None = opt(None, "skip ops whose mixing weight is below this (counted as 0) so the search "
                                           "speeds up as the weights sparsify (soft-mixture methods); default: 0, off")
-    tau_max: float | None = opt(None, "Gumbel temperature at the first epoch (gdas, gaea-gdas); default: 10")
-    tau_min: float | None = opt(None, "Gumbel temperature at the last epoch (gdas, gaea-gdas); default: 0.1")
+    tau_max: float | None = opt(None, "Gumbel temperature until the warm-up ends (gdas, gaea-gdas); default: 10")
+    tau_min: float | None = opt(None, "Gumbel temperature the schedule falls towards by (tau_max - tau_min) / "
+                                      "(epochs - 1) an epoch after the warm-up (gdas, gaea-gdas); default: 0.1")
     warmup_epochs: int | None = opt(None, "epochs of weight training before the architecture starts to learn; "
-                                          "default: the method's (0, pcdarts 15, gaea-pcdarts 10)")
+                                          "default: the method's (0, pcdarts 15 of 50, gaea-pcdarts 10 of 50, "
+                                          "gaea-gdas 50 of 150), scaled to --epochs")
     # run
     seed: int = opt(0, "seeds initialisation, data order, augmentation, splits and Gumbel noise (0 to 2**32 - 1)")
     device: str = opt("auto", "auto, cpu or cuda")
@@ -85,14 +106,17 @@ class SearchConfig:
     extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 
     def resolved(self) -> "SearchConfig":
-        """A copy with every unset field filled from the method's, then the space's defaults; checked.
+        """A copy with every unset field filled from the method's recipe for the space, the method's and then the
+        space's defaults; checked.
 
-        A method or space setting that the chosen method or space does not read is refused (ConfigError).
+        Epoch counts in EPOCH_SETTINGS that are left unset scale with --epochs against the recipe's own length
+        (gaea-gdas' 50 warm-up epochs of 150 become 10 of 30). A method or space setting that the chosen method or
+        space does not read is refused (ConfigError).
         """
         space, method = get_space(self.space), get_method(self.method)
         refuse_unused(self, method, space)
         space.check_method(method)
-        layers = (method.settings(), space.defaults)
+        layers = (method.recipe(space.name), method.settings(), space.defaults)
         filled = {}
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is None:
@@ -100,6 +124,13 @@ class SearchConfig:
                     if f.name in layer:
                         filled[f.name] = layer[f.name]
                         break
+        recipe_epochs = filled.get("epochs", next(layer["epochs"] for layer in layers if "epochs" in layer))
+        if self.epochs is not None and self.epochs != recipe_epochs:
+            for name in EPOCH_SETTINGS:
+                if filled.get(name):
+                    filled[name] = max(1, round(filled[name] * self.epochs / recipe_epochs))
+        if self.select is None and "select" not in filled:
+            filled["select"] = "best" if (self.objective or filled.get("objective")) == "bilevel" else "last"
         cfg = dataclasses.replace(self, **filled)
         cfg.validate()
         if cfg.warmup_epochs >= cfg.epochs:
@@ -123,6 +154,7 @@ class SearchConfig:
                 raise ConfigError(f"{flag(name)} must be > 0, got {value}")
         non_negative = {"lr_min": self.lr_min, "momentum": self.momentum, "weight_decay": self.weight_decay,
                         "grad_clip": self.grad_clip, "crop_pad": self.crop_pad, "warmup_epochs": self.warmup_epochs,
+                        "lr_cycle": self.lr_cycle,
                         "entropy_coef": self.entropy_coef, "arch_grad_clip": self.arch_grad_clip,
                         "arch_weight_decay": self.arch_weight_decay}
         for name, value in non_negative.items():
@@ -134,6 +166,15 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"{flag(name)} must be in [0, 1), got {value}")
+        choices = {"update_order": UPDATE_ORDERS, "select": SELECTIONS}
+        for name, known in choices.items():
+            if getattr(self, name) is not None and getattr(self, name) not in known:
+                raise ConfigError(f"unknown {flag(name)} {getattr(self, name)!r}; known: {known}")
+        if self.select == "best" and self.objective == "erm":
+            raise ConfigError("--select best needs a held-out split to score each epoch's supernet: use it with "
+                              "--objective bilevel, or --select last")
+        if self.nesterov and not self.momentum > 0:
+            raise ConfigError("--nesterov needs --momentum > 0")
         if self.tau_max is not None and self.tau_min is not None and self.tau_max < self.tau_min:
             raise ConfigError(f"--tau-max ({self.tau_max}) must be at least --tau-min ({self.tau_min}): the Gumbel "
                               "temperature anneals down from --tau-max")
@@ -145,7 +186,9 @@ class SearchConfig:
 
     @classmethod
     def from_saved(cls, values: dict[str, Any]) -> "SearchConfig":
-        """From a config.json; one written before settings were refused may hold its method's unused ones."""
+        """From a config.json; one written before settings were refused may hold its method's unused ones, and one
+        written before a setting existed ran with its LEGACY_SETTINGS value."""
+        values = {**LEGACY_SETTINGS, **values}
         try:
             unused = _unused_settings(get_method(values.get("method", cls.method)),
                                       get_space(values.get("space", cls.space)))
@@ -195,7 +238,8 @@ def default_crop_pad(image_size: tuple[int, int]) -> int:
 
 
 class SearchStep:
-    """The two updates of one search step on a built model: architecture (on its batch), then weights.
+    """The two updates of one search step on a built model: architecture (on its batch) and weights, in the
+    config's update order.
 
     Owns the SGD weight optimizer with its cosine schedule and the method's architecture optimizer; the search
     loop and the speed benchmarks drive it.
@@ -205,8 +249,8 @@ class SearchStep:
         self.cfg, self.model, self.device = cfg, model, device
         self.weight_params = model.weight_parameters()
         self.arch_params = model.arch_parameters()
-        self.weight_opt, self.scheduler = sgd_with_cosine(self.weight_params, cfg)
-        self.arch_opt = get_method(cfg.method).build_arch_optimizer(cfg, self.arch_params)
+        self.weight_opt, self.scheduler = sgd_with_cosine(self.weight_params, cfg, cfg.nesterov, cfg.lr_cycle)
+        self.arch_opt = get_method(cfg.method).build_arch_optimizer(cfg, model.arch)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean cross-entropy in fp32, number correct) under the config's precision."""
@@ -273,6 +317,9 @@ class Search(EpochRunner):
                            for i, name in enumerate(("weights", "arch", "gumbel"))}
         self.weight_loader = training_loader(weight_set, cfg, self.generators["weights"], device, mean, std)
         self.arch_loader = training_loader(arch_set, cfg, self.generators["arch"], device, mean, std)
+        # bilevel: the held-out split scores each epoch's supernet, for best-epoch selection
+        self.valid_loader = (evaluation_loader(arch_set, cfg, device, mean, std) if cfg.objective == "bilevel"
+                             else None)
         self.classes = weight_set.classes
         self.data = {"name": cfg.data, "classes": list(self.classes),
                      "images": len(weight_set) + (len(arch_set) if arch_set is not weight_set else 0)}
@@ -347,10 +394,14 @@ class Search(EpochRunner):
         self.model.train()
         totals = torch.zeros(6, device=self.device)  # loss, correct, n (weights); loss, correct, n (arch)
         arch_batches = self._arch_batches()
+        weights_first = cfg.update_order == "weights-first"
         for step, (x, y) in enumerate(self.weight_loader):
+            if weights_first:
+                totals[:3] += self.step.weight_step(x, y)
             if learn_arch:
                 totals[3:] += self.step.arch_step(*next(arch_batches))
-            totals[:3] += self.step.weight_step(x, y)
+            if not weights_first:
+                totals[:3] += self.step.weight_step(x, y)
             check_finite({"the weight-training loss": totals[0], "the architecture loss": totals[3],
                           "the architecture weights": torch.cat([p.reshape(-1) for p in self.step.arch_params])}, epoch, step)
             if self.callbacks:  # metrics once per step, and only when someone listens
@@ -362,14 +413,26 @@ class Search(EpochRunner):
                       epoch, step)
         self.scheduler.step()
         self.epoch += 1
-        return {**self._epoch_record(totals.tolist(), lr, time.perf_counter() - start), **scheduled}
+        record = self._epoch_record(totals.tolist(), lr)
+        record["seconds"] = time.perf_counter() - start
+        return {**record, **scheduled}
+
+    def validate(self) -> tuple[float, float]:
+        """(loss, accuracy in %) of the supernet on the held-out split, in eval mode, running on each edge what the
+        genotype keeps where the relaxation samples (as the reference's `discrete` inference does)."""
+        self.model.eval()
+        try:
+            with deterministic(self.model.relax):
+                return evaluate(self.model, self.valid_loader, self.device, self.cfg.precision)
+        finally:
+            self.model.train()
 
     def _arch_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Architecture batches for one epoch: a fresh shuffle of the architecture set, cycled if short."""
         while True:
             yield from self.arch_loader
 
-    def _epoch_record(self, totals: list[float], lr: float, seconds: float) -> dict[str, Any]:
+    def _epoch_record(self, totals: list[float], lr: float) -> dict[str, Any]:
         w_loss, w_correct, w_n, a_loss, a_correct, a_n = totals
         genotype = self.model.genotype()
         record: dict[str, Any] = {
@@ -381,26 +444,52 @@ class Search(EpochRunner):
             "arch_weights": self.model.arch.as_lists(),
             "ops": list(self.model.ops),
             "lr": lr,
-            "seconds": seconds,
         }
+        edge_entropy = self.model.arch.edge_entropy()
+        if edge_entropy is not None:
+            record["edge_entropy"] = float(edge_entropy)
+        if self.valid_loader is not None:
+            record["valid_loss"], record["valid_acc"] = self.validate()
         if self.table is not None:
             record["oracle"] = self.table.query(genotype)
         return record
 
     def _result(self) -> dict[str, Any]:
         records = self.records
-        last = records[-1]
-        return {
-            "genotype": last["genotype"],
+        last, best = records[-1], best_epoch_record(records)
+        chosen = best if self.cfg.select == "best" else last
+        result = {
+            "genotype": chosen["genotype"],
+            "oracle": chosen.get("oracle"),
+            "select": self.cfg.select,
+            "selected_epoch": chosen["epoch"],
+            "last": epoch_summary(last),
             "arch_weights": last["arch_weights"],
             "ops": last["ops"],
             "entropy": last["entropy"],
             "train_acc": last["train_acc"],
-            "oracle": last.get("oracle"),
             "epochs": self.epoch,
             "search_seconds": sum(r["seconds"] for r in records),
             "classes": list(self.classes),
         }
+        if "edge_entropy" in last:
+            result["edge_entropy"] = last["edge_entropy"]
+        if best is not None:
+            result["best"] = epoch_summary(best)
+        return result
+
+
+def best_epoch_record(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The record of the epoch whose supernet scored best on the held-out split (the first, on ties); None
+    without held-out scores (ERM)."""
+    scored = [r for r in records if r.get("valid_acc") is not None]
+    return max(scored, key=lambda r: r["valid_acc"]) if scored else None
+
+
+def epoch_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """An epoch's genotype and scores, as result.json keeps them for the best and the last epoch."""
+    keys = ("epoch", "genotype", "valid_acc", "oracle", "entropy")
+    return {k: record[k] for k in keys if record.get(k) is not None}
 
 
 def load_config(run_dir: str | os.PathLike) -> SearchConfig:
@@ -415,5 +504,5 @@ def run_search(cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.devi
     return run_or_resume(Search, SearchConfig, cfg, run_dir, device, callbacks, resume, cache_dir)
 
 
-__all__ = ["SearchConfig", "Search", "SearchStep", "SearchCallback", "run_search", "load_config",
+__all__ = ["SearchConfig", "Search", "SearchStep", "SearchCallback", "run_search", "load_config", "best_epoch_record",
            "build_search_model", "refuse_unused", "OBJECTIVES"]

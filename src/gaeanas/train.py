@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DeviceLoader, ImageDataset, channel_stats, load_dataset, seeded_subset
+from .data import ImageDataset, channel_stats, load_dataset, seeded_subset
 from .errors import ConfigError, DataError
 from .report import mean_std
 from .rundir import check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
-from .runner import (EpochCallback, EpochRunner, PlannedRun, check_finite, run_or_resume, run_set, seeded, sgd_step,
-                     sgd_with_cosine, training_loader)
+from .runner import (EpochCallback, EpochRunner, PlannedRun, check_finite, evaluate, evaluation_loader, run_or_resume,
+                     run_set, seeded, sgd_step, sgd_with_cosine, training_loader)
 from .runtime import PRECISIONS, autocast
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                 drop_path_schedule)
@@ -180,9 +180,7 @@ class Trainer(EpochRunner):
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000)
         self.drop_path_generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1)
         self.train_loader = training_loader(train_set, cfg, self.generator, device, mean, std, cutout=cfg.cutout)
-        self.test_loader = DeviceLoader(  # no randomness: in order, no augmentation
-            test_set.to(device), cfg.batch_size, torch.Generator(device=device), augment=False, shuffle=False,
-            mean=mean, std=std, channels_last=cfg.channels_last)
+        self.test_loader = evaluation_loader(test_set, cfg, device, mean, std)
         self.classes = train_set.classes
         self.image_size = train_set.image_size
         self.data = {"name": cfg.data, "classes": list(self.classes), "images": len(train_set)}
@@ -251,15 +249,10 @@ class Trainer(EpochRunner):
     def evaluate(self) -> tuple[float, float]:
         """(mean cross-entropy, accuracy in %) on the test split, in eval mode (no drop-path, no auxiliary head)."""
         self.model.eval()
-        totals = torch.zeros(3, device=self.device)
-        for x, y in self.test_loader:
-            with autocast(self.device, self.cfg.precision):
-                logits, _ = self.model(x)
-            loss = F.cross_entropy(logits.float(), y, reduction="sum")
-            totals += torch.stack([loss, (logits.argmax(dim=1) == y).sum().float(), loss.new_tensor(len(y))])
-        self.model.train()
-        loss, correct, n = totals.tolist()
-        return loss / n, 100.0 * correct / n
+        try:
+            return evaluate(lambda x: self.model(x)[0], self.test_loader, self.device, self.cfg.precision)
+        finally:
+            self.model.train()
 
     def _result(self) -> dict[str, Any]:
         records = self.records

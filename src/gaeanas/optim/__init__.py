@@ -28,12 +28,12 @@ ARCH_OPTIMIZERS: dict[str, OptimInfo] = {info.name: info for info in (
     # Adam as DARTS/GDAS use it on architecture logits.
     OptimInfo("adam", torch.optim.Adam, "logits", ("lr", "betas", "weight_decay"),
               {"betas": (0.5, 0.999), "weight_decay": 1e-3}),
-    OptimInfo("eg", ExponentiatedGradient, "simplex", ("lr", "floor", "entropy_coef"),
-              {"floor": 1e-5, "entropy_coef": 0.0}),
+    OptimInfo("eg", ExponentiatedGradient, "simplex", ("lr", "floor", "entropy_coef", "floor_last"),
+              {"floor": 1e-5, "entropy_coef": 0.0, "floor_last": False}),
 )}
 
 
-def create_arch_optimizer(name: str, params: Iterable[torch.Tensor], **kwargs: Any) -> torch.optim.Optimizer:
+def create_arch_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], **kwargs: Any) -> torch.optim.Optimizer:
     """Build a registered architecture optimizer; an argument it does not accept is an error, not ignored."""
     if name not in ARCH_OPTIMIZERS:
         raise ConfigError(f"unknown architecture optimizer {name!r}; known: {sorted(ARCH_OPTIMIZERS)}")

@@ -17,17 +17,22 @@ def exponentiated_gradient_step(
     lr: float,
     floor: float = 1e-5,
     entropy_coef: float = 0.0,
+    floor_last: bool = False,
 ) -> torch.Tensor:
     """Mirror-descent step with the entropy as distance-generating function, in place.
 
     theta: (..., k) with each row on the simplex; grad: same shape.
     theta <- theta * exp(-lr * (grad + entropy_coef * d/dtheta KL(theta || uniform))),
-    then clamp to `floor` and renormalise each row. Returns theta.
+    then clamp to `floor` and renormalise each row; with floor_last, renormalise and then clamp, so a row may
+    sum to at most 1 + (k - 1) * floor (GAEA GDAS's reference code). Returns theta.
     """
     if entropy_coef:
         # d/dtheta sum(theta * log(theta * k)) = log(theta * k) + 1
         grad = grad + entropy_coef * (torch.log(theta * theta.shape[-1]) + 1.0)
     theta.mul_(torch.exp(-lr * grad))
+    if floor_last:
+        theta.div_(theta.sum(dim=-1, keepdim=True))
+        return theta.clamp_(min=floor)
     theta.clamp_(min=floor)
     theta.div_(theta.sum(dim=-1, keepdim=True))
     return theta
@@ -58,6 +63,7 @@ class ExponentiatedGradient(torch.optim.Optimizer):
             so no weight reaches zero and every operation can recover.
         entropy_coef: coefficient of the regulariser sum(theta * log(theta * k)) = KL(theta || uniform)
             added to the loss (0 disables it).
+        floor_last: renormalise first, then clamp to the floor (GAEA GDAS's reference code).
 
     Gradient clipping is the caller's (the search step clips the architecture gradient once, for every method).
     """
@@ -68,6 +74,7 @@ class ExponentiatedGradient(torch.optim.Optimizer):
         lr: float = 0.1,
         floor: float = 1e-5,
         entropy_coef: float = 0.0,
+        floor_last: bool = False,
     ) -> None:
         if not lr > 0:
             raise ConfigError(f"learning rate must be > 0, got {lr}")
@@ -75,7 +82,7 @@ class ExponentiatedGradient(torch.optim.Optimizer):
             raise ConfigError(f"floor must be in [0, 1), got {floor}")
         if entropy_coef < 0:
             raise ConfigError(f"entropy_coef must be >= 0, got {entropy_coef}")
-        defaults = dict(lr=lr, floor=floor, entropy_coef=entropy_coef)
+        defaults = dict(lr=lr, floor=floor, entropy_coef=entropy_coef, floor_last=floor_last)
         super().__init__(params, defaults)
         for group in self.param_groups:
             if not group["lr"] > 0:
@@ -94,5 +101,6 @@ class ExponentiatedGradient(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                exponentiated_gradient_step(p, p.grad.to(p.dtype), group["lr"], group["floor"], group["entropy_coef"])
+                exponentiated_gradient_step(p, p.grad.to(p.dtype), group["lr"], group["floor"], group["entropy_coef"],
+                                            group.get("floor_last", False))
         return loss

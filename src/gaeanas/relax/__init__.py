@@ -1,7 +1,8 @@
 """How architecture weights mix candidate operations: soft mixture or Gumbel hard sampling (methods pick one)."""
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Protocol, Sequence
 
 import torch
 
@@ -52,14 +53,19 @@ class GumbelHard:
     """GDAS: one op per row drawn by Gumbel-max, with the straight-through softmax_tau gradient.
 
     tau: temperature (set by the search loop each epoch). generator: source of the Gumbel noise.
+    sample: False runs each row's most probable op instead of a draw (evaluation, see `deterministic`).
     """
 
     def __init__(self, tau: float = 10.0, generator: torch.Generator | None = None) -> None:
         self.tau = tau
         self.generator = generator
+        self.sample = True
 
     def __call__(self, arch: Architecture, name: str) -> Mixing:
         log_p = arch.log_probs(name)
+        if not self.sample:
+            index = log_p.argmax(dim=-1)
+            return Mixing(torch.zeros_like(log_p).scatter_(-1, index.unsqueeze(-1), 1.0), index.tolist())
         while True:  # redraw in the (measure-zero) case of a non-finite sample, as GDAS does
             noise = torch.empty_like(log_p).exponential_(generator=self.generator).log().neg()
             soft = torch.softmax((log_p + noise) / self.tau, dim=-1)
@@ -69,6 +75,20 @@ class GumbelHard:
         hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
         weights = hard - soft.detach() + soft
         return Mixing(weights, index.tolist())
+
+
+@contextmanager
+def deterministic(relaxation: Relaxation) -> Iterator[None]:
+    """Within the block a sampling relaxation runs each row's most probable op (what the genotype keeps);
+    a soft mixture is deterministic already."""
+    if not isinstance(relaxation, GumbelHard):
+        yield
+        return
+    relaxation.sample = False
+    try:
+        yield
+    finally:
+        relaxation.sample = True
 
 
 def mix_candidates(x: torch.Tensor, candidates: Sequence[torch.nn.Module], weights: torch.Tensor,
@@ -92,4 +112,5 @@ def mix_candidates(x: torch.Tensor, candidates: Sequence[torch.nn.Module], weigh
     return out
 
 
-__all__ = ["Architecture", "PARAMETRISATIONS", "Mixing", "Relaxation", "Mixture", "GumbelHard", "mix_candidates", "sparse_mixing"]
+__all__ = ["Architecture", "PARAMETRISATIONS", "Mixing", "Relaxation", "Mixture", "GumbelHard", "deterministic", "mix_candidates",
+           "sparse_mixing"]

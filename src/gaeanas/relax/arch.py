@@ -15,6 +15,8 @@ class Architecture(nn.Module):
 
     `logits`: probabilities are softmax(theta), theta initialised at 1e-3 * randn (DARTS, GDAS).
     `simplex`: theta are the probabilities themselves, initialised uniform (GAEA).
+    Tensors of two or more dimensions hold operation weights (rows of edges x ops); 1-D tensors hold one node's
+    weights over its incoming edges (PC-DARTS' beta).
     """
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], parametrisation: str) -> None:
@@ -23,6 +25,16 @@ class Architecture(nn.Module):
             raise ConfigError(f"unknown parametrisation {parametrisation!r}; known: {PARAMETRISATIONS}")
         self.parametrisation = parametrisation
         self.theta = nn.ParameterDict({name: nn.Parameter(self._init(shape)) for name, shape in shapes.items()})
+
+    @property
+    def op_names(self) -> list[str]:
+        """The tensors of operation weights (rows over candidate ops)."""
+        return [name for name, theta in self.theta.items() if theta.dim() >= 2]
+
+    @property
+    def edge_names(self) -> list[str]:
+        """The per-node tensors of edge weights (PC-DARTS' beta); empty for most methods."""
+        return [name for name, theta in self.theta.items() if theta.dim() == 1]
 
     def _init(self, shape: tuple[int, ...]) -> torch.Tensor:
         if self.parametrisation == "logits":
@@ -41,9 +53,16 @@ class Architecture(nn.Module):
 
     @torch.no_grad()
     def entropy(self) -> torch.Tensor:
-        """Mean Shannon entropy (nats) over every row of every decision tensor."""
-        rows = [self._row_entropy(self.probs(name)).flatten() for name in self.theta]
-        return torch.cat(rows).mean()
+        """Mean Shannon entropy (nats) over the rows of the operation weights (the paper's Figure 1)."""
+        return self._mean_entropy(self.op_names)
+
+    @torch.no_grad()
+    def edge_entropy(self) -> torch.Tensor | None:
+        """Mean Shannon entropy (nats) over the per-node edge weights; None when there are none."""
+        return self._mean_entropy(self.edge_names) if self.edge_names else None
+
+    def _mean_entropy(self, names: list[str]) -> torch.Tensor:
+        return torch.cat([self._row_entropy(self.probs(name)).flatten() for name in names]).mean()
 
     @staticmethod
     def _row_entropy(p: torch.Tensor) -> torch.Tensor:

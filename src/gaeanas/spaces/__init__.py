@@ -17,7 +17,8 @@ class SearchSpace(Protocol):
     """What a search space provides; registering one in SPACES runs the contract tests on it.
 
     name, ops: its name and candidate operations, in the architecture tensors' column order.
-    defaults: SearchConfig fields it sets unless given (channels, cells, objective, epochs, batch_size, lr, lr_min).
+    defaults: SearchConfig fields it sets unless given (channels, cells, objective, epochs, batch_size, lr, lr_min,
+        lr_cycle, weight_decay, nesterov, update_order); a method's recipe for the space overrides them.
     settings: SearchConfig fields only this space reads (e.g. nb201's `benchmark`); refused in other spaces.
     check_method(method): raise ConfigError if the method's supernet shape does not fit the space.
     build_supernet(channels, cells, num_classes, ops, method): the supernet; forward(x, {name: Mixing}).
@@ -60,14 +61,17 @@ class RegisteredSpace:
     activation_factor: float = 4.0
 
 
+# The GAEA code's weight update in every space (cnn/train_search.py, configs/cnn/mode/*.yaml).
+_REFERENCE_WEIGHT_UPDATE = {"weight_decay": 3e-4, "nesterov": False, "update_order": "arch-first"}
+
 SPACES: dict[str, SearchSpace] = {
     "nb201": RegisteredSpace(
         name="nb201", ops=nb201.OPS, check_method=nb201.check_method,
         build_supernet=nb201.build_supernet, arch_shapes=nb201.arch_shapes, discretise=nb201.discretise,
         parse_genotype=nb201.Genotype.parse,
-        # The GAEA paper's appendix C.3.
+        # The GAEA paper's appendix C.3, and the GAEA code's 50-epoch cosine cycle (C: the code uses 24).
         defaults={"channels": 16, "cells": 5, "objective": "erm", "epochs": 25, "batch_size": 64,
-                  "lr": 0.025, "lr_min": 0.001},
+                  "lr": 0.025, "lr_min": 0.001, "lr_cycle": 50, **_REFERENCE_WEIGHT_UPDATE},
         settings=frozenset({"benchmark"}), min_image_size=3, activation_factor=4.0),
     "darts": RegisteredSpace(
         name="darts", ops=darts.OPS, check_method=darts.check_method,
@@ -75,7 +79,7 @@ SPACES: dict[str, SearchSpace] = {
         parse_genotype=DartsGenotype.parse,
         # The GAEA paper's appendix C.1.1 (PC-DARTS / GAEA PC-DARTS search).
         defaults={"channels": 16, "cells": 8, "objective": "bilevel", "epochs": 50, "batch_size": 256,
-                  "lr": 0.1, "lr_min": 0.0},
+                  "lr": 0.1, "lr_min": 0.0, "lr_cycle": 50, **_REFERENCE_WEIGHT_UPDATE},
         activation_factor=2.0),
 }
 
