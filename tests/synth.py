@@ -1,7 +1,9 @@
 """Tiny synthetic datasets and benchmark tables that tests write for themselves."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +152,25 @@ def batch_norm_layout_mismatches(loss: "torch.Tensor") -> list[tuple[str, str, t
     with RecordBatchNormLayouts():
         loss.backward()
     return found
+
+
+def fake_run(path, run: "GridRun", c10: list, entropy: list, genotype: str | list, seconds: float, scale="cpu",
+             **overrides):
+    """A finished run directory as `gaeanas search` leaves it, with made-up numbers; genotype is the final one, or
+    one per epoch."""
+    from gaeanas.reproduce import grid_config
+
+    path.mkdir(parents=True)
+    cfg = grid_config(run, scale, "data", "table.csv", **overrides).resolved()
+    genotypes = genotype if isinstance(genotype, list) else [genotype] * len(c10)
+    genotype = genotypes[-1]
+    (path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    records = [{"epoch": i + 1, "entropy": h, "genotype": g, "seconds": seconds / len(c10),
+                "arch_weights": {"cell": [[0.2] * 5] * 6},
+                "oracle": {"cifar10": a, "cifar100": a - 20, "ImageNet16-120": a - 50}}
+               for i, (a, h, g) in enumerate(zip(c10, entropy, genotypes))]
+    (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = {"genotype": genotype, "entropy": entropy[-1], "oracle": records[-1]["oracle"],
+              "search_seconds": seconds, "arch_weights": {}, "epochs": len(c10)}
+    (path / "result.json").write_text(json.dumps(result))
+    return path

@@ -84,3 +84,49 @@ def test_sparse_skip_step_times_a_finished_run_at_its_final_weights(tmp_path, ca
     (run / "result.json").unlink()
     with pytest.raises(ConfigError, match="not a finished search run"):
         bench.main([str(run)])
+
+
+EXPECTED_CHANGES = {"images-32px": {"resize"}, "epochs-x2": {"epochs", "lr_cycle"}, "lr-one-cosine": {"lr_cycle"},
+                    "arch-lr-x0.3": {"arch_lr"}, "arch-lr-x3": {"arch_lr"}, "channels-16": {"channels"}}
+
+
+@pytest.mark.parametrize("method", ["gaea-darts", "darts"])
+@pytest.mark.parametrize("variant", sorted(EXPECTED_CHANGES))
+def test_each_ablation_variant_changes_one_factor(variant, method):
+    import dataclasses
+
+    from gaeanas.reproduce import GridRun, grid_config
+
+    bench = load("collapse_ablation")
+    assert set(bench.VARIANTS) == {"baseline", *EXPECTED_CHANGES}
+    run = GridRun(method, "bilevel", 0)
+    base = dataclasses.asdict(grid_config(run, "cpu-deep", "d", None).resolved())
+    changed = dataclasses.asdict(grid_config(run, "cpu-deep", "d", None, **bench.VARIANTS[variant](run)).resolved())
+    assert {k for k in base if base[k] != changed[k]} == EXPECTED_CHANGES[variant]
+    if variant == "epochs-x2":  # a longer search keeps the recipe's shape: the cosine cycle doubles with it
+        assert (changed["epochs"], changed["lr_cycle"]) == (2 * base["epochs"], 2 * base["lr_cycle"])
+    if variant.startswith("arch-lr"):
+        assert changed["arch_lr"] == pytest.approx(base["arch_lr"] * float(variant.split("x")[1]))
+
+
+def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, capsys):
+    from gaeanas.reproduce import GridRun
+    from synth import fake_run, write_full_nb201_table
+
+    conv = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
+    bench = load("collapse_ablation")
+    for seed, genotypes in enumerate([[conv, conv, conv], [conv, skip, skip], [conv, conv, skip]]):
+        run = GridRun("darts", "bilevel", seed)
+        fake_run(tmp_path / "channels-16" / "runs" / run.name, run, [90.0, 80.0, 54.3 if seed else 93.0],
+                 [1.38] * 3, genotypes, 10.0, scale="cpu-deep", **bench.VARIANTS["channels-16"](run))
+    bench.main(["--data", "unused", "--benchmark", str(write_full_nb201_table(tmp_path / "t.csv")),
+                "--out", str(tmp_path), "--variants", "lr-one-cosine,channels-16", "--methods", "darts",
+                "--seeds", "0-2", "--report-only"])
+    out = capsys.readouterr().out
+    assert "lr-one-cosine: 0 of 3 runs finished" in out
+    row = next(line for line in out.splitlines() if line.startswith("| channels-16 "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["darts", "bilevel", "3", "2/3 (21–94%)"]
+    assert cells[5] == "67.20 ± 18.24" and cells[7] == "2.5 (2 of 3)" and cells[8] == "- 2 3"
+    assert (tmp_path / "ablation.md").read_text().count("| channels-16 |") == 1

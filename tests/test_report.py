@@ -9,32 +9,16 @@ import torch
 
 from gaeanas.cli import main
 from gaeanas.errors import ConfigError
-from gaeanas.report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, \
-    write_table_csv
+from gaeanas.report import aggregate, first_collapse_epoch, format_table_md, group_runs, load_run, plot_entropy, \
+    plot_oracle, plot_skip_strip, wilson_interval, write_table_csv
 from gaeanas.reproduce import DEFAULT_GRID, GridRun, build_grid, grid_config, run_grid, write_report
 from gaeanas.nasbench import NB201Table
 
-from synth import make_image_folder, write_full_nb201_table
+from synth import fake_run, make_image_folder, write_full_nb201_table
 
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def fake_run(path, run: GridRun, c10: list, entropy: list, genotype: str, seconds: float, scale="cpu"):
-    """A finished run directory as `gaeanas search` leaves it, with made-up numbers."""
-    path.mkdir(parents=True)
-    cfg = grid_config(run, scale, "data", "table.csv").resolved()
-    (path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
-    records = [{"epoch": i + 1, "entropy": h, "genotype": genotype, "seconds": seconds / len(c10),
-                "arch_weights": {"cell": [[0.2] * 5] * 6},
-                "oracle": {"cifar10": a, "cifar100": a - 20, "ImageNet16-120": a - 50}}
-               for i, (a, h) in enumerate(zip(c10, entropy))]
-    (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = {"genotype": genotype, "entropy": entropy[-1], "oracle": records[-1]["oracle"],
-              "search_seconds": seconds, "arch_weights": {}, "epochs": len(c10)}
-    (path / "result.json").write_text(json.dumps(result))
-    return path
 
 
 @pytest.fixture
@@ -70,11 +54,14 @@ def test_table_layout(fake_grid, tmp_path):
     best = {"cifar10": 94.37, "cifar100": 73.51, "ImageNet16-120": 47.31}
     lines = format_table_md(rows, best).strip().splitlines()
     assert lines[0].split("|")[1:-1] == [" Method ", " Objective ", " Ops ", " Seeds ", " Epochs ", " Genotype of ",
-                                         " CIFAR-10 ", " CIFAR-100 ", " ImageNet16-120 ", " CIFAR-10, last epoch ",
-                                         " Search (s) ", " Final entropy ", " Skip edges "]
+                                         " CIFAR-10 ", " CIFAR-10 median ", " CIFAR-10 worst ", " CIFAR-100 ",
+                                         " ImageNet16-120 ", " CIFAR-10, last epoch ", " Search (s) ", " Final entropy ",
+                                         " Skip edges ", " Collapsed (95% CI) "]
     assert len(lines) == 2 + 2 + 1
-    assert "| gaea-darts | erm | no none | 3 | 3 | last epoch | 93.00 ± 0.82 |" in lines[2]
+    assert "| gaea-darts | erm | no none | 3 | 3 | last epoch | 93.00 ± 0.82 | 93.00 | 92.00 |" in lines[2]
     assert "| 93.00 ± 0.82 | 101 ± 1 |" in lines[2]  # a last-epoch run's two CIFAR-10 columns agree
+    assert lines[2].endswith("| 0/3 (0–56%) |") and lines[3].endswith("| 3/3 (44–100%) |")
+    assert "| darts | erm | no none | 3 | 3 | last epoch | 68.00 ± 15.75 | 60.00 | 54.00 |" in lines[3]
     assert lines[-1].startswith("| optimal (benchmark) |") and "94.37" in lines[-1] and "47.31" in lines[-1]
     write_table_csv(rows, tmp_path / "t.csv", best)
     table = list(csv.DictReader(open(tmp_path / "t.csv")))
@@ -82,7 +69,27 @@ def test_table_layout(fake_grid, tmp_path):
     assert float(table[1]["cifar10_mean"]) == pytest.approx(68.0)
     assert float(table[2]["cifar10_mean"]) == 94.37
     assert table[0]["select"] == "last" and float(table[0]["last_cifar10_mean"]) == pytest.approx(93.0)
+    assert (table[1]["collapsed"], float(table[1]["collapse_rate"]), float(table[1]["cifar10_worst"])) == ("3", 1.0, 54.0)
 
+
+@pytest.mark.parametrize("k, n, low, high", [(0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (5, 10, 0.2366, 0.7634),
+                                             (0, 4, 0.0, 0.4899), (4, 4, 0.5101, 1.0)])
+def test_wilson_interval_matches_known_values(k, n, low, high):
+    assert wilson_interval(k, n) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_interval_needs_trials():
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+def test_first_collapse_epoch(fake_grid):
+    _, paths = fake_grid
+    runs = [load_run(p) for p in paths]
+    assert first_collapse_epoch(runs[0]) is None  # gaea-darts: the convolution cell throughout
+    assert first_collapse_epoch(runs[3]) == 1  # darts: the 5-skip cell from its first epoch
+    log = [dict(r, genotype=CONV) for r in runs[3].log[:2]] + runs[3].log[2:]
+    assert first_collapse_epoch(dataclasses.replace(runs[3], log=log)) == 3
 
 def test_best_epoch_rows_show_the_last_epoch_beside_it(fake_grid):
     _, paths = fake_grid
@@ -94,7 +101,7 @@ def test_best_epoch_rows_show_the_last_epoch_beside_it(fake_grid):
     gaea = aggregate([load_run(p) for p in paths])[0]
     assert gaea["select"] == "best"
     assert gaea["cifar10"] == pytest.approx((85.0, 0.0)) and gaea["last_cifar10"][0] == pytest.approx(93.0)
-    assert "| best valid epoch | 85.00 ± 0.00 | 65.00 ± 0.00 | 35.00 ± 0.00 | 93.00 ± 0.82 |" in format_table_md([gaea])
+    assert "| best valid epoch | 85.00 ± 0.00 | 85.00 | 85.00 | 65.00 ± 0.00 | 35.00 ± 0.00 | 93.00 ± 0.82 |" in format_table_md([gaea])
 
 
 def test_plots_are_written(fake_grid, tmp_path):
@@ -102,7 +109,8 @@ def test_plots_are_written(fake_grid, tmp_path):
     groups = group_runs([load_run(p) for p in paths])
     plot_entropy(groups, tmp_path / "entropy.png")
     plot_oracle(groups, tmp_path / "oracle.png")
-    for name in ("entropy.png", "oracle.png"):
+    plot_skip_strip(groups, tmp_path / "skips.png")
+    for name in ("entropy.png", "oracle.png", "skips.png"):
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
@@ -142,7 +150,7 @@ def test_a_tiny_real_grid_end_to_end(tmp_path):
     tiny = dict(channels=2, cells=1, epochs=2, batch_size=12, subset=None, resize=8)
     paths = run_grid(grid, tmp_path / "out", "cpu", str(data), str(table_path), torch.device("cpu"), **tiny)
     written = write_report(tmp_path / "out", paths, NB201Table.load(table_path))
-    assert {p.name for p in written} == {"table.md", "table.csv", "entropy.png", "oracle.png"}
+    assert {p.name for p in written} == {"table.md", "table.csv", "entropy.png", "skips.png", "oracle.png"}
     assert "| gaea-darts | erm | no none | 2 |" in (tmp_path / "out" / "table.md").read_text()
 
 
@@ -179,3 +187,28 @@ def test_report_only_uses_the_finished_runs(fake_grid, capsys):
     assert code == 0
     assert "reporting the 6 of 12 runs" in capsys.readouterr().out
     assert (out / "table.md").read_text().count("| erm |") == 2
+    assert (out / "skips.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_seed_ranges_reach_the_grid(fake_grid, capsys):
+    out, _ = fake_grid
+    code = main(["reproduce", "nb201", "--methods", "gaea-darts", "--objectives", "erm", "--seeds", "0-1,2",
+                 "--data", "unused", "--benchmark", str(write_full_nb201_table(out / "t.csv")),
+                 "--out", str(out), "--report-only", "--device", "cpu"])
+    assert code == 0 and "reporting the 3 of 3 runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, seeds", [("0-9", list(range(10))), ("0,2,5-7", [0, 2, 5, 6, 7]), ("3", [3]),
+                                         ("1-3,2-4", [1, 2, 3, 4])])
+def test_parse_seeds(text, seeds):
+    from gaeanas.cli import parse_seeds
+
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text, message", [("5-2", "runs backwards"), ("a", "seeds like"), ("1,,2", "empty items"),
+                                           ("-1", "seeds like")])
+def test_bad_seeds_are_refused(text, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce", "nb201", "--seeds", text, "--data", "d", "--benchmark", "b"])
+    assert message in capsys.readouterr().err

@@ -242,6 +242,21 @@ def _csv(kind):
     return parse
 
 
+def parse_seeds(text: str) -> list[int]:
+    """argparse type: seeds as a comma-separated list of integers and inclusive ranges, e.g. `0-9` or `0,2,5-7`."""
+    seeds: list[int] = []
+    for part in _csv(str)(text):
+        low, dash, high = part.partition("-")
+        try:
+            first, last = (int(low), int(high)) if dash else (int(part), int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-9, got {part!r} in {text!r}") from None
+        if first > last:
+            raise argparse.ArgumentTypeError(f"seed range {part!r} runs backwards; write {last}-{first}")
+        seeds += [seed for seed in range(first, last + 1) if seed not in seeds]
+    return seeds
+
+
 class GridProgress(ProgressBar):
     """Per-epoch bars plus a header line for each run of a grid."""
 
@@ -425,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--methods", type=_csv(str), default=None,
                        help="comma-separated methods (default: the paper's grid)")
     repro.add_argument("--objectives", type=_csv(str), default=None, help="comma-separated objectives")
-    repro.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated seeds (default: 0,1,2)")
+    repro.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2],
+                       help="seeds, comma-separated, with inclusive ranges: 0-9 or 0,2,5-7 (default: 0,1,2)")
     repro.add_argument("--data", required=True, help="CIFAR-10 training images (folder or python release)")
     repro.add_argument("--benchmark", required=True, help="NAS-Bench-201 table (CSV)")
     repro.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
@@ -446,8 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a DARTS-space cell from scratch (one seed or several)",
                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["train"])
-    train.add_argument("--seeds", type=_csv(int), default=None,
-                       help="comma-separated seeds: one training each into OUT/seed<N>/, then mean ± std")
+    train.add_argument("--seeds", type=parse_seeds, default=None,
+                       help="seeds (0,1,2 or 0-4): one training each into OUT/seed<N>/, then mean ± std")
     add_run_dir_flags(train, "training (or the set of seeds)",
                       "run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
     add_config_flags(train, TrainConfig)

@@ -51,6 +51,31 @@ def skip_count(genotype: str) -> int:
     return genotype.count("skip_connect")
 
 
+# A cell with this many of its 6 edges on skip_connect counts as collapsed (the all-skip failure of DARTS, 54.30 on
+# NAS-Bench-201's CIFAR-10, has 5 or 6).
+COLLAPSE_SKIPS = 5
+
+
+def collapsed(genotype: str) -> bool:
+    """Whether a genotype has collapsed to skip connections (COLLAPSE_SKIPS or more skip edges)."""
+    return skip_count(genotype) >= COLLAPSE_SKIPS
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% at z=1.96); sensible at 0 or n successes."""
+    if trials <= 0:
+        raise ValueError("a proportion needs at least one trial")
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def first_collapse_epoch(run: Run) -> int | None:
+    """The first epoch whose logged genotype has collapsed, or None if none did."""
+    return next((r["epoch"] for r in run.log if r.get("genotype") and collapsed(r["genotype"])), None)
+
+
 def group_runs(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
     """Runs by (method, objective), in first-seen order, each group sorted by seed."""
     groups: dict[tuple[str, str], list[Run]] = {}
@@ -78,6 +103,11 @@ def aggregate(runs: Iterable[Run]) -> list[dict[str, Any]]:
         row["search_seconds"] = mean_std([r.result["search_seconds"] for r in group])
         row["entropy"] = mean_std([r.result["entropy"] for r in group])
         row["skip_edges"] = mean_std([skip_count(r.result["genotype"]) for r in group])
+        k = sum(collapsed(r.result["genotype"]) for r in group)
+        row["collapse"] = (k, len(group), *wilson_interval(k, len(group)))
+        c10 = [r.result["oracle"]["cifar10"] for r in group if r.result.get("oracle")]
+        row["cifar10_median"] = float(np.median(c10)) if c10 else None
+        row["cifar10_worst"] = min(c10) if c10 else None
         rows.append(row)
     return rows
 
@@ -91,21 +121,34 @@ def _pm(value: tuple[float, float] | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
 
-TABLE_COLUMNS = ["Method", "Objective", "Ops", "Seeds", "Epochs", "Genotype of", "CIFAR-10", "CIFAR-100",
-                 "ImageNet16-120", "CIFAR-10, last epoch", "Search (s)", "Final entropy", "Skip edges"]
+TABLE_COLUMNS = ["Method", "Objective", "Ops", "Seeds", "Epochs", "Genotype of", "CIFAR-10", "CIFAR-10 median",
+                 "CIFAR-10 worst", "CIFAR-100", "ImageNet16-120", "CIFAR-10, last epoch", "Search (s)", "Final entropy",
+                 "Skip edges", "Collapsed (95% CI)"]
 SELECT_LABELS = {"best": "best valid epoch", "last": "last epoch"}
+
+
+def _collapse_cell(collapse: tuple[int, int, float, float]) -> str:
+    k, n, low, high = collapse
+    return f"{k}/{n} ({100 * low:.0f}–{100 * high:.0f}%)"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def table_cells(row: dict[str, Any]) -> list[str]:
     """A row's cells in TABLE_COLUMNS order."""
+    c10, c100, imagenet = (_pm(row[name]) for name in DATASETS)
     return [row["method"], row["objective"], row["ops"], str(row["seeds"]), str(row["epochs"]),
-            SELECT_LABELS[row["select"]], *(_pm(row[name]) for name in DATASETS), _pm(row["last_cifar10"]),
-            _pm(row["search_seconds"], 0), _pm(row["entropy"], 3), _pm(row["skip_edges"], 2)]
+            SELECT_LABELS[row["select"]], c10, _number(row["cifar10_median"]), _number(row["cifar10_worst"]), c100,
+            imagenet, _pm(row["last_cifar10"]), _pm(row["search_seconds"], 0), _pm(row["entropy"], 3),
+            _pm(row["skip_edges"], 2), _collapse_cell(row["collapse"])]
 
 
 def optimal_cells(best: dict[str, float]) -> list[str]:
     """The benchmark's optimal row in TABLE_COLUMNS order."""
-    return ["optimal (benchmark)", "", "", "", "", "", *(f"{best[name]:.2f}" for name in DATASETS), "", "", "", ""]
+    c10, c100, imagenet = (f"{best[name]:.2f}" for name in DATASETS)
+    return ["optimal (benchmark)", "", "", "", "", "", c10, "", "", c100, imagenet, "", "", "", "", ""]
 
 
 def format_table_md(rows: Sequence[dict[str, Any]], best: dict[str, float] | None = None) -> str:
@@ -124,6 +167,7 @@ def write_table_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
     header = ["method", "objective", "ops", "seeds", "epochs", "select"]
     for name in figures:
         header += [f"{name}_mean", f"{name}_std"]
+    header += ["cifar10_median", "cifar10_worst", "collapsed", "collapse_rate", "collapse_ci_low", "collapse_ci_high"]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -131,12 +175,18 @@ def write_table_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
             values = [row["method"], row["objective"], row["ops"], row["seeds"], row["epochs"], row["select"]]
             for name in figures:
                 values += list(row[name]) if row[name] is not None else ["", ""]
+            k, n, low, high = row["collapse"]
+            values += [_blank(row["cifar10_median"]), _blank(row["cifar10_worst"]), k, k / n, low, high]
             writer.writerow(values)
         if best is not None:
             values = ["optimal", "", "", "", "", ""]
             for name in figures:
                 values += [best[name], ""] if name in best else ["", ""]
-            writer.writerow(values)
+            writer.writerow(values + [""] * 6)
+
+
+def _blank(value: float | None) -> float | str:
+    return "" if value is None else value
 
 
 def _curves(group: Sequence[Run], key) -> np.ndarray:
@@ -192,6 +242,28 @@ def plot_oracle(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLik
         ax.set_ylabel("test accuracy of discretised genotype (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_skip_strip(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLike) -> None:
+    """Final skip-edge count of each seed, one strip per method and objective, with the collapse line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 4))
+    rng = np.random.default_rng(0)  # horizontal jitter only, so equal counts stay readable
+    for i, group in enumerate(groups.values()):
+        counts = np.array([skip_count(r.result["genotype"]) for r in group], dtype=float)
+        ax.scatter(i + rng.uniform(-0.18, 0.18, len(counts)), counts + rng.uniform(-0.08, 0.08, len(counts)),
+                   s=28, alpha=0.8, color=np.where(counts >= COLLAPSE_SKIPS, "tab:red", "tab:blue"))
+        ax.text(i, 6.55, f"{int((counts >= COLLAPSE_SKIPS).sum())}/{len(counts)}", ha="center", fontsize=8)
+    ax.axhline(COLLAPSE_SKIPS - 0.5, color="tab:red", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(groups)), [_label(key) for key in groups], rotation=20, ha="right", fontsize=8)
+    ax.set_yticks(range(7))
+    ax.set_ylim(-0.5, 7)
+    ax.set_ylabel("skip_connect edges in the final cell (of 6)")
+    ax.set_title(f"Final skip edges per seed (red: collapsed, {COLLAPSE_SKIPS}+)")
+    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

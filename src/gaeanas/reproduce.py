@@ -12,7 +12,8 @@ import torch
 from .errors import ConfigError
 from .methods import METHODS
 from .nasbench import NB201Table
-from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, write_table_csv
+from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, plot_skip_strip, \
+    write_table_csv
 from .rundir import RESULT_FILE
 from .runner import PlannedRun, run_set
 from .search import OBJECTIVES, Search, SearchCallback, SearchConfig
@@ -118,7 +119,7 @@ def finished_runs(grid: Sequence[GridRun], out_dir: str | os.PathLike) -> list[P
 
 
 def write_report(out_dir: str | os.PathLike, run_paths: Sequence[Path], table: NB201Table | None) -> list[Path]:
-    """table.md, table.csv, entropy.png and oracle.png for the finished runs."""
+    """table.md, table.csv, entropy.png, skips.png and oracle.png for the finished runs."""
     out = Path(out_dir)
     runs = [load_run(p) for p in run_paths]
     rows = aggregate(runs)
@@ -127,7 +128,8 @@ def write_report(out_dir: str | os.PathLike, run_paths: Sequence[Path], table: N
     write_table_csv(rows, out / "table.csv", best)
     groups = group_runs(runs)
     plot_entropy(groups, out / "entropy.png")
-    written = [out / "table.md", out / "table.csv", out / "entropy.png"]
+    plot_skip_strip(groups, out / "skips.png")
+    written = [out / "table.md", out / "table.csv", out / "entropy.png", out / "skips.png"]
     if any(r.result.get("oracle") for r in runs):
         plot_oracle(groups, out / "oracle.png")
         written.append(out / "oracle.png")
