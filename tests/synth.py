@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gaeanas.reproduce import GridRun, grid_config
 from gaeanas.runner import NullCallback
 from gaeanas.spaces.nb201 import OPS, Genotype
 
@@ -154,12 +155,10 @@ def batch_norm_layout_mismatches(loss: "torch.Tensor") -> list[tuple[str, str, t
     return found
 
 
-def fake_run(path, run: "GridRun", c10: list, entropy: list, genotype: str | list, seconds: float, scale="cpu",
+def fake_run(path: Path, run: GridRun, c10: list, entropy: list, genotype: str | list, seconds: float, scale="cpu",
              **overrides):
     """A finished run directory as `gaeanas search` leaves it, with made-up numbers; genotype is the final one, or
     one per epoch."""
-    from gaeanas.reproduce import grid_config
-
     path.mkdir(parents=True)
     cfg = grid_config(run, scale, "data", "table.csv", **overrides).resolved()
     genotypes = genotype if isinstance(genotype, list) else [genotype] * len(c10)
