@@ -17,15 +17,20 @@ from gaeanas.spaces.nb201 import OPS, Genotype
 COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 230), (200, 200, 40)]
 
 
-def make_image_folder(root: Path, classes: int = 3, per_class: int = 12, size: int = 8, seed: int = 0) -> Path:
-    """Class k is a noisy image of colour k: separable, so a search can learn something in a few steps."""
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 12, size: int = 8, seed: int = 0,
+                      mode: str = "RGB") -> Path:
+    """Class k is a noisy image of colour k (mode "L": of brightness k): separable, so a search can learn something
+    in a few steps."""
     rng = np.random.default_rng(seed)
     for k in range(classes):
         folder = root / f"class{k}"
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             pixels = np.clip(np.array(COLOURS[k]) + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+            image = Image.fromarray(pixels)
+            if mode == "L":
+                image = Image.fromarray(np.clip(40 + 70 * k + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8))
+            image.save(folder / f"{i:03d}.png")
     return root
 
 

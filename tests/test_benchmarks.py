@@ -130,3 +130,33 @@ def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, cap
     assert cells[1:5] == ["darts", "bilevel", "3", "2/3 (21–94%)"]
     assert cells[5] == "67.20 ± 18.24" and cells[7] == "2.5 (2 of 3)" and cells[8] == "- 2 3"
     assert (tmp_path / "ablation.md").read_text().count("| channels-16 |") == 1
+
+
+def test_nb201_rank_trains_spread_architectures_and_reports_tau(tmp_path, capsys):
+    import csv
+
+    from gaeanas.nasbench import NB201Table
+    from gaeanas.report import kendall_tau
+    from synth import make_train_test_folders, write_full_nb201_table
+
+    table_path = write_full_nb201_table(tmp_path / "t.csv")
+    bench = load("nb201_rank")
+    table = NB201Table.load(table_path)
+    picked = bench.pick_architectures(table, 4, seed=0)
+    accs = [table.query(a)["cifar10"] for a in picked]
+    ranked = sorted(table.accuracies.values())
+    assert accs == sorted(accs) and len(set(picked)) == 4
+    assert accs[0] <= ranked[len(ranked) // 4][0] <= accs[1]  # one per quarter of the accuracy range
+    assert picked == bench.pick_architectures(table, 4, seed=0) != bench.pick_architectures(table, 4, seed=1)
+    data = make_train_test_folders(tmp_path / "data")
+    argv = ["--benchmark", str(table_path), "--data", str(data), "--out", str(tmp_path / "out"), "--archs", "3",
+            "--epochs", "1", "--resize", "8", "--subset", "12", "--test-subset", "6", "--channels", "2", "--cells",
+            "1", "--batch-size", "6", "--device", "cpu"]
+    bench.main(argv)
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "out" / "table.csv")))
+    tau = kendall_tau([float(r["nb201_cifar10"]) for r in rows], [float(r["ours"]) for r in rows])
+    assert len(rows) == 3 and f"Kendall tau {tau:.3f}" in out
+    assert (tmp_path / "out" / "scatter.png").read_bytes().startswith(b"\x89PNG")
+    bench.main(argv)  # finished trainings are reused, not rerun
+    assert capsys.readouterr().out.count("[1/3]") == 1

@@ -212,3 +212,22 @@ def test_bad_seeds_are_refused(text, message, capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "nb201", "--seeds", text, "--data", "d", "--benchmark", "b"])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("x, y", [([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]), ([1, 2, 2, 3], [1, 3, 2, 2]),
+                                  ([10, 10, 10, 80, 90, 93], [10.5, 11, 9, 60, 75, 70]), ([3, 1, 2], [1, 2, 3])])
+def test_rank_correlations_match_scipy(x, y):
+    stats = pytest.importorskip("scipy.stats")
+    from gaeanas.report import kendall_tau, spearman_rho
+
+    assert kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y)[0])
+    assert spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
+
+
+def test_rank_correlations_known_values():
+    from gaeanas.report import discordant_pairs, kendall_tau, spearman_rho
+
+    assert kendall_tau([1, 2, 3], [1, 2, 3]) == 1.0 and kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
+    assert spearman_rho([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(0.8)
+    assert discordant_pairs([1, 2, 3, 9], [1, 2, 4, 3]) == [(2, 3)]

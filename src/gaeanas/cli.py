@@ -41,7 +41,17 @@ EXAMPLES = {
   gaeanas report runs/run-a runs/run-b --out plots/""",
     "train": """examples:
   gaeanas train --genotype runs/darts-gaea-pcdarts-bilevel-seed0-20261201-120000 --data path/to/cifar10
-  gaeanas train --genotype PC_DARTS --data digits --channels 8 --cells 5 --epochs 5 --seeds 0,1,2""",
+  gaeanas train --genotype PC_DARTS --data digits --channels 8 --cells 5 --epochs 5 --seeds 0,1,2
+  gaeanas train --genotype runs/nb201-gaea-darts-erm-seed0-20261201-120000 --data path/to/images --resize 32
+  gaeanas train --genotype '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|' \
+      --data path/to/cifar10 --epochs 20""",
+    "export": """examples:
+  gaeanas export runs/train-nb201-seed0-20261201-120000                 # writes RUN_DIR/export/
+  gaeanas export runs/train-nb201-seed0-20261201-120000 --out my-model""",
+    "predict": """examples:
+  gaeanas predict my-model cat.png dog.jpg --top-k 3
+  gaeanas predict my-model path/to/images/            # every image in the folder
+  gaeanas predict my-model path/to/test/ --out eval/  # a class-folder tree: accuracy, confusion matrix (text, PNG)""",
     "draw": """examples:
   gaeanas draw PC_DARTS --out pc_darts
   gaeanas draw runs/darts-gaea-pcdarts-bilevel-seed0-20261201-120000""",
@@ -318,10 +328,10 @@ class TrainProgress(ProgressBar):
 
     def on_epoch_end(self, record: dict) -> None:
         self.bar.close()
+        drop_path = f"drop-path {record['drop_path_prob']:.3f}  " if "drop_path_prob" in record else ""
         print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  acc {record['train_acc']:5.2f}  "
               f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:5.2f}  "
-              f"drop-path {record['drop_path_prob']:.3f}  lr {record['lr']:.5f}  {record['seconds']:6.1f}s",
-              flush=True)
+              f"{drop_path}lr {record['lr']:.5f}  {record['seconds']:6.1f}s", flush=True)
 
     def on_seed_start(self, index: int, seed: int, reused: bool) -> None:
         state = "finished earlier, reused" if reused else "training"
@@ -334,8 +344,17 @@ def _genotype_label(spec: str) -> str:
         return spec
     if spec.startswith("random:"):
         return spec.replace(":", "")
+    if spec.strip().startswith("|"):
+        return "nb201"
     path = Path(spec)
     return path.stem if len(spec) < 200 and path.exists() else "custom"
+
+
+def _network_line(cfg: TrainConfig) -> str:
+    """'nb201 network, C=16, N=5' or 'cifar network, C=36, L=20'."""
+    if cfg.space == "nb201":
+        return f"nb201 network, C={cfg.channels}, N={cfg.cells} per stage"
+    return f"{cfg.network} network, C={cfg.channels}, L={cfg.cells}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -362,8 +381,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             out = args.out or Path("runs") / f"train-{label}-seeds-{stamp}"
             device = resolve_device(cfg.device)
             progress.total = len(args.seeds)
-            print(f"gaeanas train: {label} ({cfg.network} network, C={cfg.channels}, L={cfg.cells}), data "
-                  f"{cfg.data}, {cfg.epochs} epochs, seeds {args.seeds}, device {device}; results in {out}", flush=True)
+            print(f"gaeanas train: {label} ({_network_line(cfg)}), data {cfg.data}, {cfg.epochs} epochs, seeds "
+                  f"{args.seeds}, device {device}; results in {out}", flush=True)
             return _finish_seeds(lambda: run_seeds(cfg, out, args.seeds, device, [progress], progress.on_seed_start,
                                                    args.cache_dir), out)
         run_dir = args.out or Path("runs") / f"train-{label}-seed{cfg.seed}-{stamp}"
@@ -371,9 +390,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def start(path: Path) -> Trainer:
         trainer = Trainer(cfg, path, device, [progress], cache_dir=args.cache_dir)
-        print(f"gaeanas train: {_genotype_label(trainer.cfg.genotype)} ({trainer.cfg.network} network, "
-              f"C={trainer.cfg.channels}, L={trainer.cfg.cells}), data {trainer.cfg.data}, {trainer.cfg.epochs} "
-              f"epochs, device {device}; run directory {path}", flush=True)
+        print(f"gaeanas train: {_genotype_label(trainer.cfg.genotype)} ({_network_line(trainer.cfg)}), data "
+              f"{trainer.cfg.data}, {trainer.cfg.epochs} epochs, device {device}; run directory {path}", flush=True)
+        print(f"test split: {trainer.test_source}", flush=True)
         return trainer
 
     result = run_in_dir(start, "train", run_dir, bool(args.resume))
@@ -406,6 +425,59 @@ def print_train_result(result: dict) -> None:
     print(f"multiply-adds: {result['multiply_adds_m']:.4g}M per image")
     if "final_test_error" in result:
         print(f"final test error: {result['final_test_error']:.2f}% (accuracy {result['final_test_acc']:.2f}%)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import MODEL_FILE, META_FILE, export_model
+
+    out = args.out or args.run_dir / "export"
+    meta = export_model(args.run_dir, out, command=" ".join(["gaeanas", *args.argv]))
+    print(f"exported {meta['space']} network ({meta['parameters_m']:.4g}M parameters, {len(meta['classes'])} classes, "
+          f"input 3x{meta['input']['size'][0]}x{meta['input']['size'][1]}) with test accuracy "
+          f"{meta['test_accuracy']:.2f}% on {meta['test_split']}")
+    print(f"wrote {out / MODEL_FILE} (torch.export program: torch.export.load(path).module() needs only torch) and "
+          f"{out / META_FILE}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .export import confusion_matrix, image_files, labelled_images, load_exported, read_images
+    from .report import plot_confusion
+
+    model = load_exported(args.model)
+    classes = model.classes
+    k = min(args.top_k, len(classes))
+    if len(args.images) == 1 and args.images[0].is_dir() and any(p.is_dir() for p in args.images[0].iterdir()):
+        root = args.images[0]
+        paths, labels = labelled_images(root, classes)
+        predicted = model.probabilities(read_images(paths, model.meta)).argmax(dim=1).tolist()
+        matrix = confusion_matrix(labels, predicted, len(classes))
+        accuracy = 100.0 * float(np.trace(matrix)) / len(labels)
+        print(f"accuracy on {root}: {accuracy:.2f}% ({int(np.trace(matrix))} of {len(labels)} images)")
+        print("confusion matrix (rows: true class, columns: predicted):")
+        width = max(len(c) for c in classes)
+        print(" " * (width + 1) + " ".join(f"{i:>5d}" for i in range(len(classes))))
+        for i, (name, row) in enumerate(zip(classes, matrix)):
+            print(f"{name:>{width}} " + " ".join(f"{v:>5d}" for v in row) + f"   ({i})")
+        out = args.out or Path(".")
+        out.mkdir(parents=True, exist_ok=True)
+        plot_confusion(matrix, classes, out / "confusion.png", f"{root.name}: accuracy {accuracy:.2f}%")
+        print(f"wrote {out / 'confusion.png'}")
+        return 0
+    paths = [p for arg in args.images for p in (image_files(arg) if arg.is_dir() else [arg])]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ConfigError(f"no such image file: {missing[0]}")
+    if not paths:
+        raise ConfigError("no images given (a folder holds no image files)")
+    probs = model.probabilities(read_images(paths, model.meta))
+    top = probs.topk(k, dim=1)
+    for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist()):
+        ranked = ", ".join(f"{classes[i]} {100 * v:.1f}%" for v, i in zip(values, indices))
+        print(f"{path}: {ranked}")
+    return 0
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
@@ -460,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write the plots (default: RUN_DIR; required with several runs)")
     report.set_defaults(func=cmd_report)
 
-    train = sub.add_parser("train", help="train a DARTS-space cell from scratch (one seed or several)",
+    train = sub.add_parser("train", help="train a discovered cell from scratch: DARTS-space or NAS-Bench-201 (one seed or several)",
                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["train"])
     train.add_argument("--seeds", type=parse_seeds, default=None,
                        help="seeds (0,1,2 or 0-4): one training each into OUT/seed<N>/, then mean ± std")
@@ -468,6 +540,22 @@ def build_parser() -> argparse.ArgumentParser:
                       "run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
     add_config_flags(train, TrainConfig)
     train.set_defaults(func=cmd_train)
+
+    export = sub.add_parser("export", help="write a trained network as a self-contained torch.export program",
+                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["export"])
+    export.add_argument("run_dir", type=Path, help="a finished `gaeanas train` run directory (one seed)")
+    export.add_argument("--out", type=Path, default=None, help="the export folder (default: RUN_DIR/export)")
+    export.set_defaults(func=cmd_export)
+
+    predict = sub.add_parser("predict", help="classify images with an exported model",
+                             formatter_class=HELP_FORMAT, epilog=EXAMPLES["predict"])
+    predict.add_argument("model", type=Path, help="an export folder (model.pt2 and model.json)")
+    predict.add_argument("images", type=Path, nargs="+",
+                         help="image files, folders of images, or one class-folder tree (then: accuracy and confusion)")
+    predict.add_argument("--top-k", type=positive_int, default=3, help="classes shown per image (default: 3)")
+    predict.add_argument("--out", type=Path, default=None,
+                         help="where confusion.png goes for a class-folder tree (default: the current folder)")
+    predict.set_defaults(func=cmd_predict)
 
     draw = sub.add_parser("draw", help="draw the normal and reduction cells of a DARTS-space genotype",
                           formatter_class=HELP_FORMAT, epilog=EXAMPLES["draw"])
@@ -483,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     try:

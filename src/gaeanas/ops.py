@@ -83,7 +83,8 @@ class ResNetBasicBlock(nn.Module):
         self.branch = nn.Sequential(ReLUConvBN(c_in, c_out, 3, stride, 1, True),
                                     ReLUConvBN(c_out, c_out, 3, 1, 1, True))
         if stride == 2:
-            self.shortcut: nn.Module = nn.Sequential(nn.AvgPool2d(2, 2),
+            # ceil_mode: an odd side halves to the size the stride-2 branch gives (5 -> 3); even sides are unchanged
+            self.shortcut: nn.Module = nn.Sequential(nn.AvgPool2d(2, 2, ceil_mode=True),
                                                      nn.Conv2d(c_in, c_out, 1, bias=False))
         elif c_in != c_out:
             self.shortcut = ReLUConvBN(c_in, c_out, 1, 1, 0, True)

@@ -71,6 +71,42 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank."""
+    arr = np.asarray(values, dtype=float)
+    order = np.argsort(arr, kind="stable")
+    ranks = np.empty(len(arr))
+    ranks[order] = np.arange(1, len(arr) + 1)
+    for value in np.unique(arr):
+        tied = arr == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the (tie-averaged) ranks."""
+    rx, ry = _ranks(x), _ranks(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either list handled as scipy.stats.kendalltau does)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError("kendall_tau needs two lists of the same length, at least 2")
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    concordance = float((dx * dy).sum())
+    untied_x, untied_y = float((dx != 0).sum()), float((dy != 0).sum())
+    return concordance / math.sqrt(untied_x * untied_y) if untied_x and untied_y else math.nan
+
+
+def discordant_pairs(x: Sequence[float], y: Sequence[float]) -> list[tuple[int, int]]:
+    """Index pairs (i, j) ordered one way by x and the other by y, the widest x gaps first."""
+    pairs = [(i, j) for i in range(len(x)) for j in range(i + 1, len(x)) if (x[i] - x[j]) * (y[i] - y[j]) < 0]
+    return sorted(pairs, key=lambda p: -abs(x[p[0]] - x[p[1]]))
+
+
 def first_collapse_epoch(run: Run) -> int | None:
     """The first epoch whose logged genotype has collapsed, or None if none did."""
     return next((r["epoch"] for r in run.log if r.get("genotype") and collapsed(r["genotype"])), None)
@@ -264,6 +300,42 @@ def plot_skip_strip(groups: dict[tuple[str, str], list[Run]], path: str | os.Pat
     ax.set_ylabel("skip_connect edges in the final cell (of 6)")
     ax.set_title(f"Final skip edges per seed (red: collapsed, {COLLAPSE_SKIPS}+)")
     ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_rank_scatter(benchmark: Sequence[float], ours: Sequence[float], path: str | os.PathLike,
+                      title: str) -> None:
+    """Our test accuracy against the benchmark's, one dot per architecture."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.scatter(benchmark, ours, s=30)
+    ax.set_xlabel("NAS-Bench-201 CIFAR-10 test accuracy (%, 200 epochs)")
+    ax.set_ylabel("our trainer's test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.PathLike, title: str = "") -> None:
+    """A confusion matrix (rows: true class, columns: predicted) as a heat map with the counts written in."""
+    plt = _pyplot()
+    n = len(classes)
+    side = min(2.0 + 0.45 * n, 16.0)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(matrix, cmap="Blues")
+    if n <= 30:
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if count > matrix.max() / 2 else "black")
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "Confusion matrix")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,4 +1,5 @@
-"""Training a discovered DARTS-space cell from scratch, one seed or several (GAEA appendix C.1.2, after DARTS)."""
+"""Training a discovered cell from scratch, one seed or several: DARTS-space networks (GAEA appendix C.1.2, after
+DARTS) and NAS-Bench-201 networks with the benchmark's recipe (Dong & Yang, ICLR 2020)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,16 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import ImageDataset, channel_stats, load_dataset, seeded_subset
+from .data import ImageDataset, channel_stats, has_test_split, load_dataset, seeded_subset, stratified_holdout
 from .errors import ConfigError, DataError
 from .report import mean_std
-from .rundir import check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
+from .rundir import CONFIG_FILE, check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
 from .runner import (EpochCallback, EpochRunner, PlannedRun, check_finite, evaluate, evaluation_loader, run_or_resume,
                      run_set, seeded, sgd_step, sgd_with_cosine, training_loader)
 from .runtime import PRECISIONS, autocast
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                 drop_path_schedule)
-from .spaces.darts_genotypes import PUBLISHED, Genotype, load_genotype
+from .spaces.darts_genotypes import PUBLISHED, load_genotype
+from .spaces.nb201 import load_nb201_genotype
+from .spaces.nb201_eval import NetworkNB201
 
 log = logging.getLogger(__name__)
 
@@ -34,38 +37,49 @@ DEFAULT_AUXILIARY_WEIGHT = 0.4  # DARTS
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a from-scratch training. Defaults follow the paper's CIFAR-10 setting (C.1.2)."""
+    """Everything that defines a from-scratch training. Defaults depend on the genotype's space: DARTS networks
+    follow the paper's CIFAR-10 setting (C.1.2), NAS-Bench-201 networks the benchmark's own recipe."""
 
     KIND: ClassVar[str] = "train"  # what config.json's run_info calls this kind of run
     # what to train
     genotype: str | None = opt(None, "the cell: a published name (DARTS_V2, PC_DARTS), random:SEED (a uniformly "
-                                     "random cell), a genotype file (JSON or Genotype(...)), a search or train run "
-                                     "directory, or the genotype text")
-    network: str = opt("cifar", "cifar: 3x3 stem at full resolution; imagenet: the mobile setting's stride-2 stems")
-    channels: int = opt(36, "C, channels of the first cells, doubled at each reduction (ImageNet mobile: 48)")
-    cells: int = opt(20, "L, cells; reduction cells at L//3 and 2L//3 (ImageNet mobile: 14)")
-    auxiliary: bool = opt(True, "auxiliary classifier after cell 2L//3, used in training only")
+                                     "random DARTS cell), a NAS-Bench-201 string (|op~0|+|op~0|op~1|+...), a genotype "
+                                     "file, a search or train run directory, or the genotype text")
+    space: str | None = opt(None, "darts or nb201; default: the genotype's")
+    network: str | None = opt(None, "darts space: cifar (3x3 stem at full resolution) or imagenet (the mobile "
+                                    "setting's stride-2 stems); default: cifar")
+    channels: int | None = opt(None, "C, channels of the first cells, doubled at each reduction; default: darts 36 "
+                                     "(ImageNet mobile: 48), nb201 16")
+    cells: int | None = opt(None, "darts: L, cells in all, reductions at L//3 and 2L//3 (default 20); nb201: N, "
+                                  "cells per stage (default 5)")
+    auxiliary: bool | None = opt(None, "darts space: auxiliary classifier after cell 2L//3, used in training only; "
+                                       "default: on")
     auxiliary_weight: float | None = opt(None, "weight of the auxiliary head's cross-entropy in the training loss "
                                                "(with --auxiliary); default: 0.4")
-    drop_path: float = opt(0.3, "drop-path probability at the end of training, linear from 0 "
-                                "(epoch e of E uses drop_path * e / E); 0 disables")
+    drop_path: float | None = opt(None, "darts space: drop-path probability at the end of training, linear from 0 "
+                                        "(epoch e of E uses drop_path * e / E); 0 disables; default: 0.3")
     # data
-    data: str = opt("cifar10", "cifar10 (downloaded), digits (bundled), or a path: a folder with train/ and "
-                               "test/ image folders, or a CIFAR python release")
+    data: str = opt("cifar10", "cifar10 (downloaded), digits (bundled), or a path: an image folder (one subfolder "
+                               "per class), a folder with train/ and test/ image folders, or a CIFAR python release")
     resize: int | None = opt(None, "pixels; resize every image to resize x resize")
     subset: int | None = opt(None, "images; a fixed random subset of the training split (the same for every seed)")
     test_subset: int | None = opt(None, "images; a fixed random subset of the test split")
+    holdout: float | None = opt(None, "share of each class held out as the test split when the data has no test "
+                                      "split of its own (seeded, stratified; never trained on); default: 0.1")
     crop_pad: int = opt(4, "pixels of zero padding for the random crop; 0 disables it")
     flip: bool = opt(True, "random horizontal flips")
-    cutout: int = opt(16, "pixels; side of the square Cutout zeroes in each normalised training image; 0 disables")
+    cutout: int | None = opt(None, "pixels; side of the square Cutout zeroes in each normalised training image; 0 "
+                                   "disables; default: darts 16, nb201 0")
     # optimisation
-    epochs: int = opt(600, "passes over the training set")
-    batch_size: int = opt(128, "images per step")
-    lr: float = opt(0.025, "SGD learning rate at the first epoch (per batch-mean loss)")
+    epochs: int | None = opt(None, "passes over the training set; default: darts 600, nb201 200")
+    batch_size: int | None = opt(None, "images per step; default: darts 128, nb201 256")
+    lr: float | None = opt(None, "SGD learning rate at the first epoch (per batch-mean loss); default: darts 0.025, "
+                                 "nb201 0.1")
     lr_min: float = opt(0.0, "cosine schedule's floor, reached after the last epoch")
     momentum: float = opt(0.9, "SGD momentum")
-    weight_decay: float = opt(3e-4, "L2 coefficient on every weight")
-    grad_clip: float = opt(5.0, "max L2 norm of the gradient; 0 disables")
+    nesterov: bool | None = opt(None, "Nesterov momentum; default: darts off, nb201 on")
+    weight_decay: float | None = opt(None, "L2 coefficient on every weight; default: darts 3e-4, nb201 5e-4")
+    grad_clip: float | None = opt(None, "max L2 norm of the gradient; 0 disables; default: darts 5, nb201 0")
     # run
     seed: int = opt(0, "seeds initialisation, data order, augmentation and drop-path (0 to 2**32 - 1)")
     device: str = opt("auto", "auto, cpu or cuda")
@@ -73,27 +87,41 @@ class TrainConfig:
     channels_last: bool = opt(True, "channels_last memory format for images and weights")
 
     def resolved(self) -> "TrainConfig":
-        """A validated copy whose genotype is a published name or the genotype's own text.
+        """A validated copy with the space's defaults filled in and the genotype as a published name or its text.
 
         Resolving a file or run directory here keeps a run self-contained: resuming it does not
         depend on that file staying as it was.
         """
-        self.validate()
-        if self.auxiliary_weight is not None and not self.auxiliary:
+        if not self.genotype:
+            raise ConfigError("no genotype given: pass --genotype with a published name "
+                              f"({', '.join(PUBLISHED)}), a NAS-Bench-201 string, a genotype file, or a search run "
+                              "directory")
+        space = self.space or genotype_space(self.genotype)
+        if space not in SPACE_DEFAULTS:
+            raise ConfigError(f"unknown space {space!r}; known: {sorted(SPACE_DEFAULTS)}")
+        refused = [name for name in SPACE_ONLY.get(space, ()) if getattr(self, name) is not None]
+        if refused:
+            raise ConfigError(f"{flag(refused[0])} does not apply to {space} networks (it belongs to the DARTS "
+                              "space's evaluation network)")
+        filled = dataclasses.replace(self, space=space, **{name: value for name, value in SPACE_DEFAULTS[space].items()
+                                                          if getattr(self, name) is None})
+        if filled.auxiliary_weight is not None and filled.auxiliary is False:
             raise ConfigError(f"{flag('auxiliary_weight')} does not apply with --no-auxiliary (there is no auxiliary head)")
-        filled = dataclasses.replace(self, auxiliary_weight=DEFAULT_AUXILIARY_WEIGHT if self.auxiliary and
-                                     self.auxiliary_weight is None else self.auxiliary_weight)
+        if filled.auxiliary:
+            filled.auxiliary_weight = DEFAULT_AUXILIARY_WEIGHT if filled.auxiliary_weight is None else filled.auxiliary_weight
+        if self.holdout is not None and has_test_split(self.data):
+            raise ConfigError(f"--holdout does not apply: {self.data!r} has a test split of its own, which is used")
+        filled.validate()
+        if space == "nb201":
+            return dataclasses.replace(filled, genotype=str(load_nb201_genotype(self.genotype)))
         if self.genotype in PUBLISHED:
             return filled
         return dataclasses.replace(filled, genotype=str(load_genotype(self.genotype)))
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first out-of-range setting."""
+        """Raise ConfigError naming the first out-of-range setting of a resolved config."""
         check_run_settings(self)
-        if not self.genotype:
-            raise ConfigError("no genotype given: pass --genotype with a published name "
-                              f"({', '.join(PUBLISHED)}), a genotype file, or a search run directory")
-        if self.network not in NETWORKS:
+        if self.space == "darts" and self.network not in NETWORKS:
             raise ConfigError(f"unknown network {self.network!r}; known: {sorted(NETWORKS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; known: {PRECISIONS}")
@@ -103,8 +131,10 @@ class TrainConfig:
         for name in ("auxiliary_weight", "crop_pad", "cutout", "lr_min", "momentum", "weight_decay", "grad_clip"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.drop_path < 1.0:
+        if self.drop_path is not None and not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"--drop-path must be in [0, 1), got {self.drop_path}")
+        if self.holdout is not None and not 0.0 < self.holdout < 1.0:
+            raise ConfigError(f"--holdout must be strictly between 0 and 1, got {self.holdout}")
         if self.channels % 2:
             raise ConfigError(f"--channels must be even (factorized reductions halve them), got {self.channels}")
         for name in ("subset", "test_subset"):
@@ -112,17 +142,22 @@ class TrainConfig:
                 raise ConfigError(f"{flag(name)} must be at least 1 image, got {getattr(self, name)}")
 
     def record(self) -> dict[str, Any]:
-        """The settings this training uses (what config.json keeps): all but an unused auxiliary weight."""
+        """The settings this training uses (what config.json keeps): all but those its network has no use for."""
         values = dataclasses.asdict(self)
-        if not self.auxiliary:
-            values.pop("auxiliary_weight")
+        unused = SPACE_ONLY.get(self.space or "", ()) if self.space == "nb201" else ()
+        for name in (*unused, *(() if self.auxiliary else ("auxiliary_weight",))):
+            values.pop(name, None)
         return values
 
     @classmethod
     def from_saved(cls, values: dict[str, Any]) -> "TrainConfig":
-        """From a config.json; one written by 0.1 kept the auxiliary weight even without the auxiliary head."""
+        """From a config.json. One written by 0.1 kept the auxiliary weight even without the auxiliary head; one
+        written before 0.4 trained DARTS networks only, had no space, nesterov or holdout (and no held-out split:
+        its data had a test split or it was scored on its training images)."""
         if values.get("auxiliary") is False:
             values = {k: v for k, v in values.items() if k != "auxiliary_weight"}
+        if "space" not in values:
+            values = {"space": "darts", "nesterov": False, **values}
         return cls.from_dict(values)
 
     @classmethod
@@ -131,9 +166,52 @@ class TrainConfig:
         return config_from_dict(cls, values)
 
 
-def build_network(cfg: TrainConfig, genotype: Genotype, num_classes: int) -> nn.Module:
-    """The evaluation network for a config (initialised from the global torch RNG)."""
+# space -> the defaults of its settings that depend on it
+SPACE_DEFAULTS: dict[str, dict[str, Any]] = {
+    # GAEA appendix C.1.2, after DARTS
+    "darts": dict(network="cifar", channels=36, cells=20, auxiliary=True, drop_path=0.3, cutout=16, epochs=600,
+                  batch_size=128, lr=0.025, nesterov=False, weight_decay=3e-4, grad_clip=5.0),
+    # NAS-Bench-201's training of every architecture: 200 epochs, SGD nesterov, lr 0.1 cosine, wd 5e-4, batch 256
+    "nb201": dict(channels=16, cells=5, cutout=0, epochs=200, batch_size=256, lr=0.1, nesterov=True,
+                  weight_decay=5e-4, grad_clip=0.0),
+}
+# space -> settings its network does not have (giving one is an error)
+SPACE_ONLY: dict[str, tuple[str, ...]] = {"nb201": ("network", "auxiliary", "auxiliary_weight", "drop_path")}
+
+
+def genotype_space(spec: str) -> str:
+    """'nb201' for a NAS-Bench-201 string, or a file or run directory holding one; else 'darts'."""
+    text = str(spec).strip()
+    if text.startswith("|"):
+        return "nb201"
+    path = Path(text)
+    try:
+        if path.is_dir() and (path / CONFIG_FILE).is_file():
+            saved = read_json(path / CONFIG_FILE)
+            if isinstance(saved, dict) and saved.get("space") in SPACE_DEFAULTS:
+                return saved["space"]
+        if path.is_file() and path.stat().st_size < 4096:
+            return "nb201" if path.read_text(errors="replace").strip().startswith("|") else "darts"
+    except OSError:
+        pass
+    return "darts"
+
+
+def build_network(cfg: TrainConfig, genotype: Any, num_classes: int) -> nn.Module:
+    """The evaluation network for a resolved config (initialised from the global torch RNG)."""
+    if cfg.space == "nb201":
+        return NetworkNB201(genotype, cfg.channels, cfg.cells, num_classes)
     return NETWORKS[cfg.network](genotype, cfg.channels, cfg.cells, num_classes, cfg.auxiliary)
+
+
+def network_name(cfg: TrainConfig) -> str:
+    """The evaluation network's name: nb201, or the DARTS space's cifar / imagenet."""
+    return "nb201" if cfg.space == "nb201" else cfg.network
+
+
+def load_cell(cfg: TrainConfig) -> Any:
+    """The genotype object of a resolved config."""
+    return load_nb201_genotype(cfg.genotype) if cfg.space == "nb201" else load_genotype(cfg.genotype)
 
 
 def training_loss(logits: torch.Tensor, aux_logits: torch.Tensor | None, y: torch.Tensor,
@@ -145,19 +223,34 @@ def training_loss(logits: torch.Tensor, aux_logits: torch.Tensor | None, y: torc
     return loss
 
 
+HOLDOUT_SEED = 0  # the held-out test split is the same whatever the training seed
+DEFAULT_HOLDOUT = 0.1
+
+
 def load_train_data(cfg: TrainConfig, cache_dir: str | os.PathLike | None = None
-                    ) -> tuple[ImageDataset, ImageDataset]:
-    """(training split, test split), each cut to its subset; both must have the same classes."""
+                    ) -> tuple[ImageDataset, ImageDataset, str]:
+    """(training split, test split, where the test split comes from), each cut to its subset.
+
+    The test split is the data's own (its `test/` folder, the official test set) when it has one; otherwise a
+    seeded, stratified share `cfg.holdout` of the training images, which are then never trained on.
+    """
     train = load_dataset(cfg.data, "train", resize=cfg.resize, cache_dir=cache_dir)
-    test = load_dataset(cfg.data, "test", resize=cfg.resize, cache_dir=cache_dir)
-    if train.classes != test.classes:
-        raise DataError(f"the train and test splits of {cfg.data!r} have different classes: "
-                        f"{train.classes[:5]}... vs {test.classes[:5]}...")
+    if has_test_split(cfg.data):
+        test = load_dataset(cfg.data, "test", resize=cfg.resize, cache_dir=cache_dir)
+        if train.classes != test.classes:
+            raise DataError(f"the train and test splits of {cfg.data!r} have different classes: "
+                            f"{train.classes[:5]}... vs {test.classes[:5]}...")
+        source = "the data's own test split"
+    else:
+        fraction = DEFAULT_HOLDOUT if cfg.holdout is None else cfg.holdout
+        train, test = stratified_holdout(train, fraction, HOLDOUT_SEED)
+        source = (f"{len(test)} images held out of the training images ({fraction:.0%} of each class, seed "
+                  f"{HOLDOUT_SEED}; never trained on)")
     if cfg.subset is not None:
         train = seeded_subset(train, cfg.subset, SUBSET_SEED)
     if cfg.test_subset is not None:
         test = seeded_subset(test, cfg.test_subset, SUBSET_SEED)
-    return train, test
+    return train, test, source
 
 
 class Trainer(EpochRunner):
@@ -166,7 +259,7 @@ class Trainer(EpochRunner):
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
                  callbacks: Sequence[EpochCallback] = (), cache_dir: str | os.PathLike | None = None) -> None:
         self.cfg = dataclasses.replace(cfg.resolved(), device=str(device))
-        self.genotype = load_genotype(self.cfg.genotype)
+        self.genotype = load_cell(self.cfg)
         self.run_dir = Path(run_dir)
         self.device = device
         self.callbacks = list(callbacks)
@@ -175,8 +268,9 @@ class Trainer(EpochRunner):
     # ---- construction -------------------------------------------------------------------------
     def _setup(self, cache_dir: str | os.PathLike | None) -> None:
         cfg, device = self.cfg, self.device
-        train_set, test_set = load_train_data(cfg, cache_dir)
+        train_set, test_set, self.test_source = load_train_data(cfg, cache_dir)
         mean, std = channel_stats(train_set.images)
+        self.normalisation = {"mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()]}
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000)
         self.drop_path_generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1)
         self.train_loader = training_loader(train_set, cfg, self.generator, device, mean, std, cutout=cfg.cutout)
@@ -190,10 +284,12 @@ class Trainer(EpochRunner):
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.params = list(self.model.parameters())
-        self.optimizer, self.scheduler = sgd_with_cosine(self.params, cfg)
+        self.optimizer, self.scheduler = sgd_with_cosine(self.params, cfg, nesterov=cfg.nesterov)
         self.epoch = 0
-        log.info("train: %s network (C=%d, L=%d) on %s (%d train, %d test images, %d classes) on %s", cfg.network,
-                 cfg.channels, cfg.cells, cfg.data, len(train_set), len(test_set), len(self.classes), device)
+        log.info("train: %s network (C=%d, %s=%d) on %s (%d train, %d test images, %d classes) on %s",
+                 network_name(cfg), cfg.channels, "N" if cfg.space == "nb201" else "L", cfg.cells, cfg.data,
+                 len(train_set), len(test_set), len(self.classes), device)
+        log.info("train: the test split is %s", self.test_source)
 
     # ---- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -214,7 +310,7 @@ class Trainer(EpochRunner):
 
     def _run_epoch(self) -> dict[str, Any]:
         cfg, epoch = self.cfg, self.epoch
-        self.model.drop_path_prob = drop_path_schedule(cfg.drop_path, epoch, cfg.epochs)
+        self.model.drop_path_prob = drop_path_schedule(cfg.drop_path or 0.0, epoch, cfg.epochs)
         lr = self.optimizer.param_groups[0]["lr"]
         for cb in self.callbacks:
             cb.on_epoch_start(epoch, cfg.epochs, len(self.train_loader))
@@ -231,9 +327,11 @@ class Trainer(EpochRunner):
         test_loss, test_acc = self.evaluate()
         self.epoch += 1
         loss, correct, n = totals.tolist()
-        return {"epoch": self.epoch, "train_loss": loss / n, "train_acc": 100.0 * correct / n,
-                "test_loss": test_loss, "test_acc": test_acc, "drop_path_prob": self.model.drop_path_prob,
-                "lr": lr, "seconds": time.perf_counter() - start}
+        record = {"epoch": self.epoch, "train_loss": loss / n, "train_acc": 100.0 * correct / n,
+                  "test_loss": test_loss, "test_acc": test_acc, "lr": lr, "seconds": time.perf_counter() - start}
+        if cfg.space == "darts":
+            record["drop_path_prob"] = self.model.drop_path_prob
+        return record
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One SGD update on (x, y); returns (main-head loss * n, correct, n)."""
@@ -259,7 +357,8 @@ class Trainer(EpochRunner):
         final_acc = records[-1]["test_acc"]
         return {
             "genotype": str(self.genotype),
-            "network": self.cfg.network,
+            "space": self.cfg.space,
+            "network": network_name(self.cfg),
             "parameters_m": count_parameters(self.model),
             "multiply_adds_m": count_multiply_adds(self.model, (3, *self.image_size)),
             "image_size": list(self.image_size),
@@ -269,6 +368,8 @@ class Trainer(EpochRunner):
             "epochs": self.epoch,
             "train_seconds": sum(r["seconds"] for r in records),
             "classes": list(self.classes),
+            "test_split": self.test_source,
+            "normalisation": self.normalisation,
         }
 
 

@@ -17,7 +17,8 @@ from .download import REMOTE_DATASETS, _cache_root, _ensure_remote
 from .folders import _load_image_folder, _split_folder
 from .images import SPLITS, ImageDataset
 
-__all__ = ["KNOWN_DATASETS", "DIGITS_TRAIN_SIZE", "load_dataset", "seeded_subset", "split_in_two"]
+__all__ = ["KNOWN_DATASETS", "DIGITS_TRAIN_SIZE", "has_test_split", "load_dataset", "seeded_subset", "split_in_two",
+           "stratified_holdout"]
 
 KNOWN_DATASETS = ("digits", "cifar10", "cifar100")
 DIGITS_TRAIN_SIZE = 1500
@@ -155,6 +156,42 @@ def split_in_two(ds: ImageDataset, seed: int, fraction: float = 0.5) -> tuple[Im
         raise DataError(f"splitting {len(ds)} images at fraction {fraction} leaves one part empty")
     perm = _seeded_perm(len(ds), seed)
     return ds.take(perm[:k].sort().values), ds.take(perm[k:].sort().values)
+
+
+def has_test_split(spec: str | os.PathLike) -> bool:
+    """Whether a dataset has a test split of its own: the named datasets and CIFAR releases do, an image folder
+    only when it holds `train/` and `test/`."""
+    key = os.fspath(spec).lower()
+    if key == "digits" or key in REMOTE_DATASETS:
+        return True
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return False
+    if _find_cifar_folder(path) is not None:
+        return True
+    try:
+        return _split_folder(path, "test") != path
+    except DataError:  # train/ without test/
+        return False
+
+
+def stratified_holdout(ds: ImageDataset, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """(kept, held out): round(fraction * n) images of each class with n >= 2 held out (at least one), drawn with
+    `seed`; every class keeps at least one image for training. Both parts keep dataset order."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"holdout fraction must be strictly between 0 and 1, got {fraction!r}")
+    held = []
+    for label in range(len(ds.classes)):
+        members = (ds.labels == label).nonzero().flatten().cpu()
+        if len(members) < 2:
+            continue
+        k = min(max(1, round(fraction * len(members))), len(members) - 1)
+        held.append(members[_seeded_perm(len(members), seed + label)[:k]])
+    if not held:
+        raise DataError(f"{ds.name!r} has no class with 2 or more images: nothing can be held out for testing")
+    mask = torch.zeros(len(ds), dtype=torch.bool)
+    mask[torch.cat(held)] = True
+    return ds.take((~mask).nonzero().flatten()), ds.take(mask.nonzero().flatten())
 
 
 def _seeded_perm(n: int, seed: int) -> torch.Tensor:

@@ -1,13 +1,17 @@
 """NAS-Bench-201 search space (Dong & Yang, ICLR 2020): cell supernet, genotype strings, discretisation."""
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from ..data.textfiles import read_text
 from ..errors import ConfigError, GenotypeError
 from ..kernels import SourceCache, fused_kernel
 from ..ops import NB201_FUSED, NB201_OPS, ResNetBasicBlock
@@ -65,6 +69,30 @@ class Genotype:
     def count(self, op: str) -> int:
         """How many edges use `op`."""
         return sum(o == op for o in self.ops)
+
+
+def load_nb201_genotype(spec: str | os.PathLike) -> Genotype:
+    """A NAS-Bench-201 genotype from its string, a text file holding it, or a search or train run directory."""
+    text = str(spec).strip()
+    if text.startswith("|"):
+        return Genotype.parse(text)
+    path = Path(text)
+    if path.is_dir():
+        result = path / "result.json"
+        if not result.is_file():
+            raise GenotypeError(f"{path} is a folder without result.json; is it a finished gaeanas run?")
+        try:
+            record = json.loads(read_text(result, "a run result (JSON)", GenotypeError, 16 * 2**20))
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise GenotypeError(f"{result} is not valid JSON: {err}") from None
+        genotype = record.get("genotype") if isinstance(record, dict) else None
+        if not isinstance(genotype, str):
+            raise GenotypeError(f"{result} holds no NAS-Bench-201 genotype")
+        return Genotype.parse(genotype)
+    if path.is_file():
+        return Genotype.parse(read_text(path, "a genotype file", GenotypeError, 4096))
+    raise GenotypeError(f"{text[:200]!r} is not a NAS-Bench-201 string (|op~0|+|op~0|op~1|+...), a file holding "
+                        "one, or a run directory")
 
 
 def discretise(probs: dict[str, torch.Tensor], ops: Sequence[str]) -> Genotype:
