@@ -231,3 +231,57 @@ def test_rank_correlations_known_values():
     assert kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
     assert spearman_rho([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(0.8)
     assert discordant_pairs([1, 2, 3, 9], [1, 2, 4, 3]) == [(2, 3)]
+
+
+TINY_GRID = dict(channels=2, cells=1, epochs=3, batch_size=12, subset=None, resize=8)
+
+
+def test_workers_run_the_grid_and_a_killed_worker_loses_only_its_run(tmp_path):
+    import threading
+
+    from gaeanas.reproduce import run_grid_in_workers
+
+    data = make_image_folder(tmp_path / "data", classes=3, per_class=8)
+    table_path = str(write_full_nb201_table(tmp_path / "table.csv"))
+    grid = build_grid(["gaea-darts"], ["erm"], [0, 1, 2])
+    out = tmp_path / "out"
+    victim = grid[1]
+
+    def kill_once_started(event, run, detail):
+        if event == "start" and run == victim:
+            def kill():
+                while not (out / "runs" / run.name / "config.json").is_file() and detail.is_alive():
+                    pass
+                detail.kill()
+            threading.Thread(target=kill, daemon=True).start()
+
+    outcomes = run_grid_in_workers(grid, out, "cpu", str(data), table_path, torch.device("cpu"), 2,
+                                   kill_once_started, **TINY_GRID)
+    codes = {o.run.name: o.exitcode for o in outcomes}
+    assert codes[victim.name] < 0 and codes[grid[0].name] == 0 and codes[grid[2].name] == 0
+    assert not (out / "runs" / victim.name / "result.json").exists()
+    assert "finished" in (out / "logs" / f"{grid[0].name}.txt").read_text()
+    again = run_grid_in_workers(grid, out, "cpu", str(data), table_path, torch.device("cpu"), 2, **TINY_GRID)
+    assert [(o.run, o.exitcode) for o in again] == [(victim, 0)]  # only the killed run ran again
+    serial = run_grid(build_grid(["gaea-darts"], ["erm"], [1]), tmp_path / "serial", "cpu", str(data), table_path,
+                      torch.device("cpu"), **TINY_GRID)[0]
+    parallel = json.loads((out / "runs" / victim.name / "result.json").read_text())
+    assert parallel["genotype"] == json.loads((serial / "result.json").read_text())["genotype"]
+
+
+def test_workers_refuse_a_folder_with_other_settings(fake_grid):
+    from gaeanas.reproduce import run_grid_in_workers
+
+    out, _ = fake_grid
+    with pytest.raises(ConfigError, match="other settings"):
+        run_grid_in_workers(build_grid(["darts"], ["erm"], [0]), out, "cpu-deep", "data", None, torch.device("cpu"), 2)
+
+
+def test_workers_flag_reaches_the_pool_and_is_refused_with_report_only(fake_grid, capsys):
+    out, _ = fake_grid
+    table = str(write_full_nb201_table(out / "t.csv"))
+    assert main(["reproduce", "nb201", "--methods", "gaea-darts", "--objectives", "erm", "--data", "data",
+                 "--benchmark", table, "--out", str(out), "--workers", "2", "--device", "cpu"]) == 0
+    assert "reporting" not in capsys.readouterr().out  # all three runs were finished: nothing started, table written
+    assert main(["reproduce", "nb201", "--data", "d", "--benchmark", table, "--workers", "2", "--report-only"]) == 2
+    assert "--workers runs the grid" in capsys.readouterr().err

@@ -281,8 +281,10 @@ class GridProgress(ProgressBar):
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .nasbench import NB201Table
-    from .reproduce import build_grid, finished_runs, run_grid, write_report
+    from .reproduce import build_grid, finished_runs, run_grid, run_grid_in_workers, write_report
 
+    if args.report_only and args.workers > 1:
+        raise ConfigError("--workers runs the grid; --report-only runs nothing: give one of them")
     table = NB201Table.load(args.benchmark)
     grid = build_grid(args.methods, args.objectives, args.seeds)
     out = args.out or Path("results") / f"nb201-{args.scale}"
@@ -290,10 +292,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"gaeanas reproduce nb201: {len(grid)} runs at scale {args.scale!r} on {device}; results in {out}")
     progress = GridProgress(len(grid), show_progress(args))
     overrides = {"epochs": args.epochs} if args.epochs else {}
+    failed = []
     try:
         if args.report_only:
             paths = finished_runs(grid, out)
             print(f"reporting the {len(paths)} of {len(grid)} runs that have finished")
+        elif args.workers > 1:
+            outcomes = run_grid_in_workers(grid, out, args.scale, args.data, args.benchmark, device, args.workers,
+                                           _print_worker_event, args.cache_dir, **overrides)
+            failed = [o for o in outcomes if o.exitcode != 0]
+            paths = finished_runs(grid, out)
         else:
             paths = run_grid(grid, out, args.scale, args.data, args.benchmark, device, [progress],
                              progress.on_run_start, args.cache_dir, **overrides)
@@ -303,7 +311,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for path in write_report(out, paths, table):
         print(f"wrote {path}")
     print((out / "table.md").read_text())
+    for outcome in failed:
+        how = f"killed by signal {-outcome.exitcode}" if outcome.exitcode < 0 else f"exit code {outcome.exitcode}"
+        print(f"{outcome.run.name} did not finish ({how}); its log: {outcome.log}", file=sys.stderr)
+    if failed:
+        print("run the same command again to resume the runs that did not finish", file=sys.stderr)
+        return 1
     return 0
+
+
+def _print_worker_event(event: str, run, detail) -> None:
+    """One line when a worker starts a grid run or one ends."""
+    stamp = time.strftime("%H:%M:%S")
+    if event == "start":
+        print(f"{stamp} started {run.name} (process {detail.pid})", flush=True)
+    else:
+        state = "finished" if detail.exitcode == 0 else f"FAILED (exit {detail.exitcode}; log {detail.log})"
+        print(f"{stamp} {run.name} {state}", flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -521,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     repro.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")
+    repro.add_argument("--workers", type=positive_int, default=1,
+                       help="runs at a time, each in its own process with its share of the CPU threads; a worker "
+                            "that dies loses only its run, which the next call resumes (default: 1, in this process)")
     repro.add_argument("--report-only", action="store_true",
                        help="run nothing: write the table and figures from the runs that have finished")
     repro.set_defaults(func=cmd_reproduce)
