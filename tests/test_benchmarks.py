@@ -160,3 +160,26 @@ def test_nb201_rank_trains_spread_architectures_and_reports_tau(tmp_path, capsys
     assert (tmp_path / "out" / "scatter.png").read_bytes().startswith(b"\x89PNG")
     bench.main(argv)  # finished trainings are reused, not rerun
     assert capsys.readouterr().out.count("[1/3]") == 1
+
+
+def test_paper_table_puts_ours_beside_the_papers(tmp_path, capsys):
+    import csv
+
+    bench = load("paper_table")
+    folder = tmp_path / "cpu"
+    folder.mkdir()
+    with open(folder / "table.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "objective", "cifar10_mean", "cifar10_std", "cifar100_mean", "cifar100_std"])
+        writer.writerow(["gdas", "bilevel", 80.123, 1.5, 50.0, 2.0])
+        writer.writerow(["optimal", "", 94.37, "", 73.51, ""])
+    bench.main(["--scale", f"cpu={folder}"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| Method | Objective | CIFAR-10: paper | CIFAR-10: cpu | CIFAR-100: paper |")
+    gdas = next(line for line in lines if "(`gdas`)" in line)
+    assert "| 93.52 ± 0.15 | 80.12 ± 1.50 |  | 50.00 ± 2.00 |" in gdas
+    gaea = next(line for line in lines if "(`gaea-darts`) | erm" in line)
+    assert "| 94.10 ± 0.29 | — | 73.43 ± 0.13 | — |" in gaea
+    assert len(lines) == 2 + len(bench.PAPER_ROWS) + 1
+    with pytest.raises(SystemExit):
+        bench.main(["--scale", str(folder)])
