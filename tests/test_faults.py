@@ -177,9 +177,13 @@ def test_kills_at_random_times_resume_bit_identical(tmp_path, data, reference, k
     full = killed(LAST_WRITE, ERM, tmp_path / "full")
     epochs = (full / (RESULT_FILE + ".tmp")).stat().st_mtime - (full / CONFIG_FILE).stat().st_mtime
     outcomes = []
-    for seed in RANDOM_SEEDS:
+    # The window shrinks when no kill has fired: on a loaded machine the timing run can be slower than the rest.
+    attempts = [(seed, 0.9) for seed in RANDOM_SEEDS] + [(100 + i, 0.9 / 4 ** (i + 1)) for i in range(3)]
+    for seed, share in attempts:
+        if seed >= 100 and any(f"exit {KILLED};" in o for o in outcomes):
+            break
         run_dir = tmp_path / f"seed{seed}" / "run"
-        done = child(run_dir, data, ERM, f"random:{seed}:{0.9 * epochs:.3f}")
+        done = child(run_dir, data, ERM, f"random:{seed}:{share * epochs:.3f}")
         assert done.returncode in (0, KILLED), f"seed {seed}: exit {done.returncode}\n{done.stderr[-3000:]}"
         outcomes.append(f"seed {seed}: exit {done.returncode}; {describe(run_dir)}")
         resume_here(run_dir, data, ERM)
