@@ -195,3 +195,19 @@ def test_predict_names_a_class_folder_the_model_does_not_know(tmp_path, capsys):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="cannot read image"):
         read_images([tmp_path / "bad.png"], json.loads((export / "model.json").read_text()))
+
+
+def test_a_darts_space_network_exports_too_even_with_a_last_batch_of_one(tmp_path):
+    data = make_image_folder(tmp_path / "images", classes=3, per_class=11, size=10)
+    train, export = tmp_path / "train", tmp_path / "model"
+    # 33 images, 3 held out: 30 to train on in batches of 29 leave one image, which the auxiliary head's 1x1 batch
+    # norm cannot train on: that batch is skipped, not an error
+    assert main(["train", "--genotype", "DARTS_V2", "--data", str(data), "--channels", "4", "--cells", "3",
+                 "--batch-size", "29", "--epochs", "1", "--out", str(train), "--no-progress"]) == 0
+    meta = export_model(train, export)
+    assert meta["space"] == "darts" and meta["input"]["size"] == [10, 10]
+    x = read_images(sorted((data / "class0").iterdir())[:3], meta)
+    network, _, result = trained_network(train)
+    with torch.no_grad():
+        expected = Preprocessed(network, **result["normalisation"]).eval()(x)
+    assert torch.allclose(load_exported(export).probabilities(x), torch.softmax(expected, 1), atol=1e-6)

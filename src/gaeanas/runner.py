@@ -72,11 +72,11 @@ def sgd_step(loss: torch.Tensor, params: Sequence[torch.nn.Parameter], optimizer
 
 
 def training_loader(ds: ImageDataset, cfg: Any, generator: torch.Generator, device: torch.device,
-                    mean: torch.Tensor, std: torch.Tensor, cutout: int = 0) -> DeviceLoader:
+                    mean: torch.Tensor, std: torch.Tensor, cutout: int = 0, drop_last: bool = False) -> DeviceLoader:
     """Shuffled, augmented batches of cfg.batch_size (random crop with cfg.crop_pad, cfg.flip, Cutout) on device."""
     return DeviceLoader(ds.to(device), cfg.batch_size, generator, augment=cfg.crop_pad > 0 or cfg.flip,
                         crop_pad=cfg.crop_pad, flip=cfg.flip, mean=mean, std=std, channels_last=cfg.channels_last,
-                        cutout=cutout)
+                        cutout=cutout, drop_last=drop_last)
 
 
 def evaluation_loader(ds: ImageDataset, cfg: Any, device: torch.device, mean: torch.Tensor, std: torch.Tensor

@@ -273,7 +273,10 @@ class Trainer(EpochRunner):
         self.normalisation = {"mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()]}
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000)
         self.drop_path_generator = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + 1)
-        self.train_loader = training_loader(train_set, cfg, self.generator, device, mean, std, cutout=cfg.cutout)
+        # A last batch of one image cannot train batch norm where the maps are 1x1 (the auxiliary head): skip it.
+        single = len(train_set) % cfg.batch_size == 1 and len(train_set) > 1
+        self.train_loader = training_loader(train_set, cfg, self.generator, device, mean, std, cutout=cfg.cutout,
+                                            drop_last=single)
         self.test_loader = evaluation_loader(test_set, cfg, device, mean, std)
         self.classes = train_set.classes
         self.image_size = train_set.image_size
