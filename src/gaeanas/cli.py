@@ -559,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write the plots (default: RUN_DIR; required with several runs)")
     report.set_defaults(func=cmd_report)
 
-    train = sub.add_parser("train", help="train a discovered cell from scratch: DARTS-space or NAS-Bench-201 (one seed or several)",
+    train = sub.add_parser("train", help="train a discovered cell from scratch: DARTS-space or NAS-Bench-201 (one seed "
+                                         "or several)",
                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["train"])
     train.add_argument("--seeds", type=parse_seeds, default=None,
                        help="seeds (0,1,2 or 0-4): one training each into OUT/seed<N>/, then mean ± std")

@@ -60,7 +60,8 @@ def trained_network(run_dir: str | os.PathLike) -> tuple[nn.Module, dict[str, An
     except DamagedCheckpoint as err:
         raise RunDirError(f"{run_dir / CHECKPOINT_FILE} is damaged ({err})") from None
     if state["epoch"] != result["epochs"]:
-        raise RunDirError(f"{run_dir / CHECKPOINT_FILE} is from epoch {state['epoch']}, not the last ({result['epochs']})")
+        raise RunDirError(f"{run_dir / CHECKPOINT_FILE} is from epoch {state['epoch']}, not the last "
+                          f"({result['epochs']})")
     network = build_network(cfg, load_cell(cfg), len(result["classes"]))
     network.load_state_dict(state["model"])
     network.eval()

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -181,6 +181,25 @@ class SearchCell(nn.Module):
         return outs
 
 
+def macro_network(channels: int, cells: int, num_classes: int, in_channels: int,
+                  make_cell: Callable[[int], nn.Module]) -> tuple[nn.Module, list[nn.Module], nn.Module]:
+    """NAS-Bench-201's skeleton around a cell, as (stem, layers, head), built in that order: stem conv3x3+BN; N cells
+    at C, a ResNet basic block /2, N cells at 2C, another, N cells at 4C; BN, ReLU, global average pool, linear."""
+    if channels < 1 or cells < 1 or num_classes < 2:
+        raise ConfigError(f"need channels >= 1, cells >= 1, classes >= 2; got {channels}, {cells}, {num_classes}")
+    stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+    layers: list[nn.Module] = []
+    c = channels
+    for stage in range(3):
+        if stage > 0:
+            layers.append(ResNetBasicBlock(c, 2 * c, 2))
+            c *= 2
+        layers.extend(make_cell(c) for _ in range(cells))
+    head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(c, num_classes))
+    return stem, layers, head
+
+
 class Supernet(nn.Module):
     """NAS-Bench-201 network with searchable cells.
 
@@ -191,21 +210,9 @@ class Supernet(nn.Module):
     def __init__(self, channels: int = 16, cells: int = 5, num_classes: int = 10,
                  ops: Sequence[str] = OPS, affine: bool = False, in_channels: int = 3, fused: bool = True) -> None:
         super().__init__()
-        if channels < 1 or cells < 1 or num_classes < 2:
-            raise ConfigError(f"need channels >= 1, cells >= 1, classes >= 2; got {channels}, {cells}, {num_classes}")
         self.ops = tuple(ops)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ResNetBasicBlock(c, 2 * c, 2))
-                c *= 2
-            layers.extend(SearchCell(c, self.ops, affine, fused) for _ in range(cells))
-        self.layers = nn.ModuleList(layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+        stem, layers, head = macro_network(channels, cells, num_classes, in_channels, lambda c: SearchCell(c, self.ops, affine, fused))
+        self.stem, self.layers, self.head = stem, nn.ModuleList(layers), head  # checkpoints hold this order
 
     def forward(self, x: torch.Tensor, mixings: dict[str, Mixing]) -> torch.Tensor:
         mixing = mixings["cell"]

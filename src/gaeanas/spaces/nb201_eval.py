@@ -4,9 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..ops import NB201_OPS, ResNetBasicBlock
-from .nb201 import EDGES, NUM_NODES, Genotype
+from ..ops import NB201_OPS
+from .nb201 import EDGES, NUM_NODES, Genotype, macro_network
 
 
 class InferCell(nn.Module):
@@ -43,19 +42,8 @@ class NetworkNB201(nn.Module):
     def __init__(self, genotype: Genotype, channels: int = 16, cells: int = 5, num_classes: int = 10,
                  in_channels: int = 3) -> None:
         super().__init__()
-        if channels < 1 or cells < 1 or num_classes < 2:
-            raise ConfigError(f"need channels >= 1, cells >= 1, classes >= 2; got {channels}, {cells}, {num_classes}")
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage > 0:
-                layers.append(ResNetBasicBlock(c, 2 * c, 2))
-                c *= 2
-            layers.extend(InferCell(genotype, c) for _ in range(cells))
-        self.layers = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(c, num_classes))
+        stem, layers, head = macro_network(channels, cells, num_classes, in_channels, lambda c: InferCell(genotype, c))
+        self.stem, self.layers, self.head = stem, nn.Sequential(*layers), head  # checkpoints hold this order
         self.drop_path_prob = 0.0  # the trainer's interface; NAS-Bench-201 training has no drop-path
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
