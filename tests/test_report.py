@@ -247,22 +247,22 @@ def test_workers_run_the_grid_and_a_killed_worker_loses_only_its_run(tmp_path):
     out = tmp_path / "out"
     victim = grid[1]
 
-    def kill_once_started(event, run, detail):
-        if event == "start" and run == victim:
+    def kill_once_started(event, job, detail):
+        if event == "start" and job.name == victim.name:
             def kill():
-                while not (out / "runs" / run.name / "config.json").is_file() and detail.is_alive():
+                while not (out / "runs" / job.name / "config.json").is_file() and detail.is_alive():
                     pass
                 detail.kill()
             threading.Thread(target=kill, daemon=True).start()
 
     outcomes = run_grid_in_workers(grid, out, "cpu", str(data), table_path, torch.device("cpu"), 2,
                                    kill_once_started, **TINY_GRID)
-    codes = {o.run.name: o.exitcode for o in outcomes}
+    codes = {o.name: o.exitcode for o in outcomes}
     assert codes[victim.name] < 0 and codes[grid[0].name] == 0 and codes[grid[2].name] == 0
     assert not (out / "runs" / victim.name / "result.json").exists()
     assert "finished" in (out / "logs" / f"{grid[0].name}.txt").read_text()
     again = run_grid_in_workers(grid, out, "cpu", str(data), table_path, torch.device("cpu"), 2, **TINY_GRID)
-    assert [(o.run, o.exitcode) for o in again] == [(victim, 0)]  # only the killed run ran again
+    assert [(o.name, o.exitcode) for o in again] == [(victim.name, 0)]  # only the killed run ran again
     serial = run_grid(build_grid(["gaea-darts"], ["erm"], [1]), tmp_path / "serial", "cpu", str(data), table_path,
                       torch.device("cpu"), **TINY_GRID)[0]
     parallel = json.loads((out / "runs" / victim.name / "result.json").read_text())

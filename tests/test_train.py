@@ -346,3 +346,42 @@ def test_cli_train_errors_are_clear_and_leave_no_run(tmp_path, tiny_data, capsys
         assert code == 2
         assert err.startswith("gaeanas: error:") and match in err and "Traceback" not in err
         assert not out_dir.exists()
+
+
+def test_seeds_in_workers_match_the_serial_seeds_and_a_killed_one_resumes(tmp_path, capsys):
+    import threading
+
+    from gaeanas.cli import main
+    from gaeanas.train import run_seeds, run_seeds_in_workers
+
+    data = make_train_test_folders(tmp_path / "data")
+    cfg = TrainConfig(genotype="|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|",
+                      data=str(data), channels=2, cells=1, epochs=3, batch_size=8)
+    out = tmp_path / "workers"
+
+    def kill_seed1(event, job, process):
+        if event == "start" and job.name == "seed1":
+            def kill():
+                while not (out / "seed1" / "config.json").is_file() and process.is_alive():
+                    pass
+                process.kill()
+            threading.Thread(target=kill, daemon=True).start()
+
+    summary, outcomes = run_seeds_in_workers(cfg, out, [0, 1, 2], "cpu", 2, kill_seed1)
+    assert summary is None and {o.name: o.exitcode < 0 for o in outcomes} == {"seed0": False, "seed1": True,
+                                                                            "seed2": False}
+    assert main(["train", "--seeds", "0-2", "--workers", "2", "--genotype", cfg.genotype, "--data", str(data),
+                 "--channels", "2", "--cells", "1", "--epochs", "3", "--batch-size", "8", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "started seed1" in printed and "started seed0" not in printed  # only the killed seed ran again
+    serial = run_seeds(cfg, tmp_path / "serial", [0, 1, 2], "cpu")
+    together = json.loads((out / "summary.json").read_text())
+    assert together["test_errors"] == pytest.approx(serial["test_errors"], abs=1e-9)
+
+
+def test_workers_need_seeds(tmp_path, capsys):
+    from gaeanas.cli import main
+
+    assert main(["train", "--genotype", "DARTS_V2", "--workers", "2", "--data", "digits"]) == 2
+    assert "--workers trains several seeds" in capsys.readouterr().err

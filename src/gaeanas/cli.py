@@ -311,23 +311,28 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for path in write_report(out, paths, table):
         print(f"wrote {path}")
     print((out / "table.md").read_text())
+    return _report_failed_workers(failed)
+
+
+def _report_failed_workers(failed: Sequence) -> int:
+    """Name each worker run that did not finish, with its log; 1 if any, else 0."""
     for outcome in failed:
         how = f"killed by signal {-outcome.exitcode}" if outcome.exitcode < 0 else f"exit code {outcome.exitcode}"
-        print(f"{outcome.run.name} did not finish ({how}); its log: {outcome.log}", file=sys.stderr)
+        print(f"{outcome.name} did not finish ({how}); its log: {outcome.log}", file=sys.stderr)
     if failed:
         print("run the same command again to resume the runs that did not finish", file=sys.stderr)
         return 1
     return 0
 
 
-def _print_worker_event(event: str, run, detail) -> None:
-    """One line when a worker starts a grid run or one ends."""
+def _print_worker_event(event: str, job, detail) -> None:
+    """One line when a worker starts a run or one ends."""
     stamp = time.strftime("%H:%M:%S")
     if event == "start":
-        print(f"{stamp} started {run.name} (process {detail.pid})", flush=True)
+        print(f"{stamp} started {job.name} (process {detail.pid})", flush=True)
     else:
         state = "finished" if detail.exitcode == 0 else f"FAILED (exit {detail.exitcode}; log {detail.log})"
-        print(f"{stamp} {run.name} {state}", flush=True)
+        print(f"{stamp} {job.name} {state}", flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -387,6 +392,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = TrainProgress(show_progress(args))
     if args.resume:
         refuse_flags_on_resume(args, TrainConfig, ("seeds",))
+        if args.workers > 1:
+            raise ConfigError("--workers goes with --seeds: run the same `gaeanas train --seeds ... --workers N` "
+                              "command again, which resumes the seeds that did not finish")
         if (args.resume / SEEDS_FILE).is_file() and not (args.resume / CONFIG_FILE).is_file():
             print(f"resuming the seeds in {args.resume}")
             device = resolve_device(args.device or "auto")
@@ -401,12 +409,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         label = _genotype_label(cfg.genotype or "")
         cfg = cfg.resolved()
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        if args.workers > 1 and not args.seeds:
+            raise ConfigError("--workers trains several seeds at a time: give --seeds")
         if args.seeds:
             out = args.out or Path("runs") / f"train-{label}-seeds-{stamp}"
             device = resolve_device(cfg.device)
             progress.total = len(args.seeds)
             print(f"gaeanas train: {label} ({_network_line(cfg)}), data {cfg.data}, {cfg.epochs} epochs, seeds "
                   f"{args.seeds}, device {device}; results in {out}", flush=True)
+            if args.workers > 1:
+                return _train_seeds_in_workers(cfg, out, args, device)
             return _finish_seeds(lambda: run_seeds(cfg, out, args.seeds, device, [progress], progress.on_seed_start,
                                                    args.cache_dir), out)
         run_dir = args.out or Path("runs") / f"train-{label}-seed{cfg.seed}-{stamp}"
@@ -427,6 +439,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_seeds_in_workers(cfg: TrainConfig, out: Path, args: argparse.Namespace, device) -> int:
+    """gaeanas train --seeds ... --workers N: the seeds in worker processes, then the summary."""
+    from .train import run_seeds_in_workers
+
+    summary, outcomes = run_seeds_in_workers(cfg, out, args.seeds, device, args.workers, _print_worker_event,
+                                             args.cache_dir)
+    failed = [o for o in outcomes if o.exitcode != 0]
+    if summary is not None:
+        _print_seed_summary(summary, out)
+    return _report_failed_workers(failed)
+
+
 def _finish_seeds(train, out: Path) -> int:
     """Run a multi-seed training and print its summary (or how to continue it)."""
     try:
@@ -434,13 +458,17 @@ def _finish_seeds(train, out: Path) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: gaeanas train --resume {out}", file=sys.stderr)
         return 130
+    _print_seed_summary(summary, out)
+    return 0
+
+
+def _print_seed_summary(summary: dict, out: Path) -> None:
     print_train_result(summary)
     for seed, error in zip(summary["seeds"], summary["test_errors"]):
         print(f"  seed {seed}: test error {error:.2f}%")
     print(f"test error over {len(summary['seeds'])} seeds: {summary['mean_test_error']:.2f} ± "
           f"{summary['std_test_error']:.2f}% (mean ± population std)")
     print(f"summary in {out}/summary.json")
-    return 0
 
 
 def print_train_result(result: dict) -> None:
@@ -564,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["train"])
     train.add_argument("--seeds", type=parse_seeds, default=None,
                        help="seeds (0,1,2 or 0-4): one training each into OUT/seed<N>/, then mean ± std")
+    train.add_argument("--workers", type=positive_int, default=1,
+                       help="with --seeds: seeds at a time, each in its own process with its share of the CPU "
+                            "threads and its output in OUT/logs/seed<N>.txt (default: 1, in this process)")
     add_run_dir_flags(train, "training (or the set of seeds)",
                       "run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
     add_config_flags(train, TrainConfig)

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +15,7 @@ from .nasbench import NB201Table
 from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, plot_skip_strip, \
     write_table_csv
 from .rundir import RESULT_FILE
-from .runner import PlannedRun, run_set
+from .runner import PlannedRun, WorkerJob, WorkerOutcome, run_in_workers, run_set
 from .search import OBJECTIVES, Search, SearchCallback, SearchConfig
 
 # Overrides of SearchConfig for each scale. epoch_scale multiplies each method's own search length (gaea-darts and
@@ -112,70 +109,26 @@ def run_grid(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, da
     return [p.path for p in planned]
 
 
-@dataclass
-class WorkerOutcome:
-    """How one grid cell ended in a worker process: its exit code (negative: killed by that signal) and its log."""
-
-    run: GridRun
-    exitcode: int
-    log: Path
-
-
 def _run_cell(run: GridRun, out_dir: str, scale: str, data: str, benchmark: str | None, device: str,
-              cache_dir: str | None, threads: int, log: str, overrides: dict[str, Any]) -> None:
-    """A worker process: one grid cell with `threads` threads, its output appended to `log`."""
-    with open(log, "a", buffering=1) as stream:
-        os.dup2(stream.fileno(), 1)
-        os.dup2(stream.fileno(), 2)
-        sys.stdout, sys.stderr = stream, stream
-        torch.set_num_threads(threads)
-        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {run.name}: {threads} thread(s) on {device}", flush=True)
-        run_grid([run], out_dir, scale, data, benchmark, torch.device(device), cache_dir=cache_dir, **overrides)
-        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {run.name}: finished", flush=True)
+              cache_dir: str | None, overrides: dict[str, Any]) -> None:
+    """One grid cell, in a worker process."""
+    run_grid([run], out_dir, scale, data, benchmark, torch.device(device), cache_dir=cache_dir, **overrides)
 
 
 def run_grid_in_workers(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, data: str,
                         benchmark: str | None, device: torch.device, workers: int,
-                        on_event: Callable[[str, GridRun, Any], None] | None = None,
+                        on_event: Callable[[str, WorkerJob, Any], None] | None = None,
                         cache_dir: str | os.PathLike | None = None, **overrides: Any) -> list[WorkerOutcome]:
-    """Run the grid's unfinished cells `workers` at a time, each in its own process with its share of the CPU
-    threads, its output in out_dir/logs/<run>.txt. Finished runs are skipped and started ones resume, as in
-    run_grid; a worker that dies loses only its own run, which resumes on the next call.
-
-    on_event("start", run, process) and on_event("end", run, outcome) report progress. Returns the outcomes of the
-    runs started here (exit code 0: finished)."""
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    """Run the grid's unfinished cells `workers` at a time (runner.run_in_workers), each cell's output in
+    out_dir/logs/<run>.txt. Finished runs are skipped and started ones resume, as in run_grid; a worker that dies
+    loses only its own run, which resumes on the next call. Returns the outcomes of the runs started here."""
     out = Path(out_dir)
     for run in grid:  # refuse other settings before anything starts, as the serial grid does
         check_grid_cell(run, out, scale, data, benchmark, **overrides)
-    pending = [run for run in grid if not (out / "runs" / run.name / RESULT_FILE).is_file()]
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    context = multiprocessing.get_context("spawn")
-    running: dict[Any, GridRun] = {}
-    outcomes = []
-    while pending or running:
-        while pending and len(running) < workers:
-            run = pending.pop(0)
-            log = out / "logs" / f"{run.name}.txt"
-            process = context.Process(target=_run_cell, name=run.name, daemon=False,
-                                      args=(run, str(out), scale, data, benchmark, str(device),
-                                            None if cache_dir is None else str(cache_dir), threads, str(log),
-                                            overrides))
-            process.start()
-            running[process] = run
-            if on_event is not None:
-                on_event("start", run, process)
-        for process in [p for p in running if not p.is_alive()]:
-            process.join()
-            run = running.pop(process)
-            outcome = WorkerOutcome(run, process.exitcode, out / "logs" / f"{run.name}.txt")
-            outcomes.append(outcome)
-            if on_event is not None:
-                on_event("end", run, outcome)
-        time.sleep(0.2)
-    return outcomes
+    jobs = [WorkerJob(run.name, _run_cell, (run, str(out), scale, data, benchmark, str(device),
+                                            None if cache_dir is None else str(cache_dir), overrides))
+            for run in grid if not (out / "runs" / run.name / RESULT_FILE).is_file()]
+    return run_in_workers(jobs, workers, out / "logs", on_event)
 
 
 def check_grid_cell(run: GridRun, out: Path, scale: str, data: str, benchmark: str | None, **overrides: Any) -> None:

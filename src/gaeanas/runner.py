@@ -6,7 +6,10 @@ import contextlib
 import dataclasses
 import logging
 import math
+import multiprocessing
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -285,5 +288,67 @@ def run_set(runs: Sequence[PlannedRun], runner: RunnerFactory, config_cls: type,
     return results
 
 
-__all__ = ["seeded", "sgd_with_cosine", "sgd_step", "training_loader", "check_finite", "EpochCallback", "NullCallback",
+@dataclasses.dataclass
+class WorkerOutcome:
+    """How one job ended in its worker process: its exit code (negative: killed by that signal) and its log."""
+
+    name: str
+    exitcode: int
+    log: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerJob:
+    """One run for a worker process: target(*args) runs there, its output going to logs_dir/<name>.txt."""
+
+    name: str
+    target: Callable[..., Any]
+    args: tuple
+
+
+def _worker_main(job: WorkerJob, threads: int, log: str) -> None:
+    """A worker process: the job with `threads` threads, stdout and stderr appended to `log`."""
+    with open(log, "a", buffering=1) as stream:
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        sys.stdout, sys.stderr = stream, stream
+        torch.set_num_threads(threads)
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {job.name}: {threads} thread(s)", flush=True)
+        job.target(*job.args)
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {job.name}: finished", flush=True)
+
+
+def run_in_workers(jobs: Sequence[WorkerJob], workers: int, logs_dir: str | os.PathLike,
+                   on_event: Callable[[str, WorkerJob, Any], None] | None = None) -> list[WorkerOutcome]:
+    """Run the jobs `workers` at a time, each in its own (spawned) process with its share of the CPU threads.
+    A worker that dies loses only its own job. on_event("start", job, process) and on_event("end", job, outcome)
+    report progress; returns the outcomes in the order the jobs ended."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    logs = Path(logs_dir)
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    pending, running, outcomes = list(jobs), {}, []
+    while pending or running:
+        while pending and len(running) < workers:
+            job = pending.pop(0)
+            log = str(logs / f"{job.name}.txt")
+            process = context.Process(target=_worker_main, name=job.name, args=(job, threads, log))
+            process.start()
+            running[process] = job
+            if on_event is not None:
+                on_event("start", job, process)
+        for process in [p for p in running if not p.is_alive()]:
+            process.join()
+            job = running.pop(process)
+            outcome = WorkerOutcome(job.name, process.exitcode, logs / f"{job.name}.txt")
+            outcomes.append(outcome)
+            if on_event is not None:
+                on_event("end", job, outcome)
+        time.sleep(0.2)
+    return outcomes
+
+
+__all__ = ["WorkerJob", "WorkerOutcome", "run_in_workers", "seeded", "sgd_with_cosine", "sgd_step", "training_loader", "check_finite", "EpochCallback", "NullCallback",
            "EpochRunner", "run_or_resume", "same_setup", "PlannedRun", "run_set"]

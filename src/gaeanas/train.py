@@ -17,9 +17,10 @@ from torch import nn
 from .data import ImageDataset, channel_stats, has_test_split, load_dataset, seeded_subset, stratified_holdout
 from .errors import ConfigError, DataError
 from .report import mean_std
-from .rundir import CONFIG_FILE, check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
-from .runner import (EpochCallback, EpochRunner, PlannedRun, check_finite, evaluate, evaluation_loader, run_or_resume,
-                     run_set, seeded, sgd_step, sgd_with_cosine, training_loader)
+from .rundir import CONFIG_FILE, RESULT_FILE, check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
+from .runner import (EpochCallback, EpochRunner, PlannedRun, WorkerJob, WorkerOutcome, check_finite, evaluate,
+                     evaluation_loader, run_in_workers, run_or_resume, run_set, same_setup, seeded, sgd_step,
+                     sgd_with_cosine, training_loader)
 from .runtime import PRECISIONS, autocast
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                 drop_path_schedule)
@@ -427,6 +428,42 @@ def summarise(results: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[s
             "mean_test_error": mean, "std_test_error": std, "runs": [f"seed{s}" for s in seeds]}
 
 
+def _train_seed(cfg: TrainConfig, run_dir: str, device: str, cache_dir: str | None) -> None:
+    """One seed's training in a worker process: started, resumed, or left alone when finished."""
+    path = Path(run_dir)
+    if not (path / RESULT_FILE).is_file():
+        run_training(cfg, path, torch.device(device), resume=(path / CONFIG_FILE).is_file(), cache_dir=cache_dir)
+
+
+def run_seeds_in_workers(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Sequence[int],
+                         device: torch.device | str, workers: int,
+                         on_event: Callable[[str, WorkerJob, Any], None] | None = None,
+                         cache_dir: str | os.PathLike | None = None) -> tuple[dict[str, Any] | None, list[WorkerOutcome]]:
+    """run_seeds with the seeds trained `workers` at a time in worker processes (runner.run_in_workers), each
+    seed's output in out_dir/logs/seed<N>.txt. Returns (summary.json's content once every seed has finished, else
+    None; the outcomes of the seeds started here)."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
+    out, base = Path(out_dir), cfg.resolved()
+    planned = {seed: dataclasses.replace(base, seed=seed) for seed in seeds}
+    for seed, wanted in planned.items():
+        path = out / f"seed{seed}"
+        if (path / CONFIG_FILE).is_file() and not same_setup(read_config(path, TrainConfig), wanted,
+                                                               frozenset({"seed", "device"})):
+            raise ConfigError(f"{path} holds a training with other settings; move it away or use another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / SEEDS_FILE, {"seeds": list(seeds), "config": base.record()})
+    jobs = [WorkerJob(f"seed{seed}", _train_seed, (wanted, str(out / f"seed{seed}"), str(device),
+                                                   None if cache_dir is None else str(cache_dir)))
+            for seed, wanted in planned.items() if not (out / f"seed{seed}" / RESULT_FILE).is_file()]
+    outcomes = run_in_workers(jobs, workers, out / "logs", on_event)
+    if not all((out / f"seed{seed}" / RESULT_FILE).is_file() for seed in seeds):
+        return None, outcomes
+    summary = summarise([read_json(out / f"seed{seed}" / RESULT_FILE) for seed in seeds], seeds)
+    write_json(out / SUMMARY_FILE, summary)
+    return summary, outcomes
+
+
 def resume_seeds(out_dir: str | os.PathLike, device: torch.device | str = "cpu",
                  callbacks: Sequence[EpochCallback] = (),
                  on_run_start: Callable[[int, int, bool], None] | None = None,
@@ -441,4 +478,5 @@ def resume_seeds(out_dir: str | os.PathLike, device: torch.device | str = "cpu",
 
 
 __all__ = ["TrainConfig", "Trainer", "NETWORKS", "build_network", "training_loss",
-           "load_train_data", "run_training", "run_seeds", "resume_seeds", "summarise", "load_train_config"]
+           "load_train_data", "run_training", "run_seeds", "run_seeds_in_workers", "resume_seeds", "summarise",
+           "load_train_config"]
