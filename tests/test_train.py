@@ -249,8 +249,15 @@ def test_a_genotype_file_is_resolved_into_the_config(tmp_path, tiny_data):
     assert isinstance(trainer.model, NetworkImageNet)
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_data):
-    cfg = tiny_config(tiny_data, epochs=3, drop_path=0.5)
+NB201_CELL = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_data, space):
+    if space == "darts":
+        cfg = tiny_config(tiny_data, epochs=3, drop_path=0.5)
+    else:
+        cfg = TrainConfig(genotype=NB201_CELL, data=tiny_data, channels=2, cells=1, epochs=3, batch_size=8)
     straight, resumed = kill_and_resume(run_training, cfg, tmp_path)
     drop_time = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]  # noqa: E731
     assert drop_time(read_log(tmp_path / "killed")) == drop_time(read_log(tmp_path / "straight"))
@@ -355,8 +362,7 @@ def test_seeds_in_workers_match_the_serial_seeds_and_a_killed_one_resumes(tmp_pa
     from gaeanas.train import run_seeds, run_seeds_in_workers
 
     data = make_train_test_folders(tmp_path / "data")
-    cfg = TrainConfig(genotype="|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|",
-                      data=str(data), channels=2, cells=1, epochs=3, batch_size=8)
+    cfg = TrainConfig(genotype=NB201_CELL, data=str(data), channels=2, cells=1, epochs=3, batch_size=8)
     out = tmp_path / "workers"
 
     def kill_seed1(event, job, process):
