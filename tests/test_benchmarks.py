@@ -183,3 +183,24 @@ def test_paper_table_puts_ours_beside_the_papers(tmp_path, capsys):
     assert len(lines) == 2 + len(bench.PAPER_ROWS) + 1
     with pytest.raises(SystemExit):
         bench.main(["--scale", str(folder)])
+
+
+def test_arch_drift_counts_architecture_steps_and_distance(tmp_path, capsys):
+    import json
+
+    from gaeanas.reproduce import GridRun
+    from synth import fake_run
+
+    bench = load("arch_drift")
+    assert bench.arch_steps_per_epoch({"subset": 10_000, "objective": "bilevel", "batch_size": 64}) == 79
+    assert bench.arch_steps_per_epoch({"subset": 10_000, "objective": "erm", "batch_size": 64}) == 157
+    run = fake_run(tmp_path / "run", GridRun("gaea-darts", "erm", 0), [80.0, 85.0], [1.6, 1.5], "x", 10.0,
+                   warmup_epochs=1)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    records[1]["arch_weights"] = {"cell": [[0.3, 0.2, 0.2, 0.2, 0.1]] * 6}
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    steps, distance, _ = bench.drift(run)
+    assert steps.tolist() == [0, 157] and distance == pytest.approx([0.0, 0.1])
+    bench.main([str(run), "--out", str(tmp_path / "drift.png")])
+    assert "| run | gaea-darts | 0.1 | 157 | 0.1000 |" in capsys.readouterr().out
+    assert (tmp_path / "drift.png").read_bytes().startswith(b"\x89PNG")
