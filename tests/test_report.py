@@ -284,4 +284,44 @@ def test_workers_flag_reaches_the_pool_and_is_refused_with_report_only(fake_grid
                  "--benchmark", table, "--out", str(out), "--workers", "2", "--device", "cpu"]) == 0
     assert "reporting" not in capsys.readouterr().out  # all three runs were finished: nothing started, table written
     assert main(["reproduce", "nb201", "--data", "d", "--benchmark", table, "--workers", "2", "--report-only"]) == 2
-    assert "--workers runs the grid" in capsys.readouterr().err
+    assert "--workers and --ray run the grid" in capsys.readouterr().err
+
+
+def test_ray_runs_the_grid_one_task_per_run(tmp_path):
+    ray = pytest.importorskip("ray")
+    from gaeanas.reproduce import run_grid_in_workers
+    from gaeanas.runner import Launch
+
+    data = make_image_folder(tmp_path / "data", classes=3, per_class=8)
+    table_path = str(write_full_nb201_table(tmp_path / "table.csv"))
+    grid = build_grid(["gaea-darts"], ["erm"], [0])
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        events = []
+        outcomes = run_grid_in_workers(grid, tmp_path / "out", "cpu", str(data), table_path, "cpu",
+                                       Launch(ray="local"), lambda e, job, d: events.append((e, job.name)),
+                                       **TINY_GRID)
+    finally:
+        ray.shutdown()
+    assert sorted((o.name, o.exitcode) for o in outcomes) == [(r.name, 0) for r in grid]
+    assert sorted(events) == sorted([("start", r.name) for r in grid] + [("end", r.name) for r in grid])
+    assert all((tmp_path / "out" / "runs" / r.name / "result.json").is_file() for r in grid)
+
+
+def test_ray_missing_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from gaeanas.runner import run_on_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'gaeanas\[ray\]'"):
+        run_on_ray([], "local", "logs")
+
+
+@pytest.mark.parametrize("flags, message", [(["--workers", "2", "--ray", "auto"], "not both"),
+                                            (["--ray-cpus", "2"], "--ray-cpus goes with --ray"),
+                                            (["--ray", "auto", "--report-only"], "--report-only runs nothing")])
+def test_launch_flags_that_cannot_act_are_refused(flags, message, tmp_path, capsys):
+    table = str(write_full_nb201_table(tmp_path / "t.csv"))
+    assert main(["reproduce", "nb201", "--data", "d", "--benchmark", table, *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -87,6 +87,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value:g}")
+    return value
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars only on a terminal: in a log file every refresh would become a line (epoch lines still print)."""
     return not args.no_progress and sys.stderr.isatty()
@@ -283,8 +291,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .nasbench import NB201Table
     from .reproduce import build_grid, finished_runs, run_grid, run_grid_in_workers, write_report
 
-    if args.report_only and args.workers > 1:
-        raise ConfigError("--workers runs the grid; --report-only runs nothing: give one of them")
+    launch = launch_from_args(args)
+    if args.report_only and launch is not None:
+        raise ConfigError("--workers and --ray run the grid; --report-only runs nothing: give one of them")
     table = NB201Table.load(args.benchmark)
     grid = build_grid(args.methods, args.objectives, args.seeds)
     out = args.out or Path("results") / f"nb201-{args.scale}"
@@ -297,8 +306,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if args.report_only:
             paths = finished_runs(grid, out)
             print(f"reporting the {len(paths)} of {len(grid)} runs that have finished")
-        elif args.workers > 1:
-            outcomes = run_grid_in_workers(grid, out, args.scale, args.data, args.benchmark, device, args.workers,
+        elif launch is not None:
+            outcomes = run_grid_in_workers(grid, out, args.scale, args.data, args.benchmark,
+                                           args.device if launch.ray else device, launch,
                                            _print_worker_event, args.cache_dir, **overrides)
             failed = [o for o in outcomes if o.exitcode != 0]
             paths = finished_runs(grid, out)
@@ -325,11 +335,26 @@ def _report_failed_workers(failed: Sequence) -> int:
     return 0
 
 
+def launch_from_args(args: argparse.Namespace):
+    """A runner.Launch for --workers N (N > 1) or --ray ADDRESS; None for the serial default."""
+    from .runner import Launch
+
+    if args.ray is not None and args.workers > 1:
+        raise ConfigError("give --workers (processes on this machine) or --ray (a Ray cluster), not both")
+    if args.ray is None and args.ray_cpus is not None:
+        raise ConfigError("--ray-cpus goes with --ray")
+    if args.ray is not None:
+        gpus = 1.0 if str(getattr(args, "device", None) or "").startswith("cuda") else 0.0
+        return Launch(ray=args.ray, ray_cpus=args.ray_cpus or 1.0, ray_gpus=gpus)
+    return Launch(workers=args.workers) if args.workers > 1 else None
+
+
 def _print_worker_event(event: str, job, detail) -> None:
     """One line when a worker starts a run or one ends."""
     stamp = time.strftime("%H:%M:%S")
     if event == "start":
-        print(f"{stamp} started {job.name} (process {detail.pid})", flush=True)
+        where = f" (process {detail.pid})" if hasattr(detail, "pid") else " (Ray task)"
+        print(f"{stamp} started {job.name}{where}", flush=True)
     else:
         state = "finished" if detail.exitcode == 0 else f"FAILED (exit {detail.exitcode}; log {detail.log})"
         print(f"{stamp} {job.name} {state}", flush=True)
@@ -392,8 +417,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = TrainProgress(show_progress(args))
     if args.resume:
         refuse_flags_on_resume(args, TrainConfig, ("seeds",))
-        if args.workers > 1:
-            raise ConfigError("--workers goes with --seeds: run the same `gaeanas train --seeds ... --workers N` "
+        if launch_from_args(args) is not None:
+            raise ConfigError("--workers and --ray go with --seeds: run the same `gaeanas train --seeds ...` "
                               "command again, which resumes the seeds that did not finish")
         if (args.resume / SEEDS_FILE).is_file() and not (args.resume / CONFIG_FILE).is_file():
             print(f"resuming the seeds in {args.resume}")
@@ -409,16 +434,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         label = _genotype_label(cfg.genotype or "")
         cfg = cfg.resolved()
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        if args.workers > 1 and not args.seeds:
-            raise ConfigError("--workers trains several seeds at a time: give --seeds")
+        launch = launch_from_args(args)
+        if launch is not None and not args.seeds:
+            raise ConfigError("--workers and --ray train several seeds at a time: give --seeds")
         if args.seeds:
             out = args.out or Path("runs") / f"train-{label}-seeds-{stamp}"
             device = resolve_device(cfg.device)
             progress.total = len(args.seeds)
             print(f"gaeanas train: {label} ({_network_line(cfg)}), data {cfg.data}, {cfg.epochs} epochs, seeds "
                   f"{args.seeds}, device {device}; results in {out}", flush=True)
-            if args.workers > 1:
-                return _train_seeds_in_workers(cfg, out, args, device)
+            if launch is not None:
+                return _train_seeds_in_workers(cfg, out, args, cfg.device if launch.ray else device, launch)
             return _finish_seeds(lambda: run_seeds(cfg, out, args.seeds, device, [progress], progress.on_seed_start,
                                                    args.cache_dir), out)
         run_dir = args.out or Path("runs") / f"train-{label}-seed{cfg.seed}-{stamp}"
@@ -439,11 +465,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_seeds_in_workers(cfg: TrainConfig, out: Path, args: argparse.Namespace, device) -> int:
-    """gaeanas train --seeds ... --workers N: the seeds in worker processes, then the summary."""
+def _train_seeds_in_workers(cfg: TrainConfig, out: Path, args: argparse.Namespace, device, launch) -> int:
+    """gaeanas train --seeds ... --workers N (or --ray): the seeds in worker processes or Ray tasks, then the summary."""
     from .train import run_seeds_in_workers
 
-    summary, outcomes = run_seeds_in_workers(cfg, out, args.seeds, device, args.workers, _print_worker_event,
+    summary, outcomes = run_seeds_in_workers(cfg, out, args.seeds, device, launch, _print_worker_event,
                                              args.cache_dir)
     failed = [o for o in outcomes if o.exitcode != 0]
     if summary is not None:
@@ -576,6 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--workers", type=positive_int, default=1,
                        help="runs at a time, each in its own process with its share of the CPU threads; a worker "
                             "that dies loses only its run, which the next call resumes (default: 1, in this process)")
+    repro.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="send each run to a Ray cluster as its own task: its address, auto (the cluster this "
+                            "machine is in) or local (start Ray here); needs pip install 'gaeanas[ray]'; on a "
+                            "cluster the results folder must be on storage every node shares")
+    repro.add_argument("--ray-cpus", type=positive_float, default=None,
+                       help="with --ray: CPUs each task asks for (default: 1); a GPU too with --device cuda")
     repro.add_argument("--report-only", action="store_true",
                        help="run nothing: write the table and figures from the runs that have finished")
     repro.set_defaults(func=cmd_reproduce)
@@ -595,6 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=positive_int, default=1,
                        help="with --seeds: seeds at a time, each in its own process with its share of the CPU "
                             "threads and its output in OUT/logs/seed<N>.txt (default: 1, in this process)")
+    train.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="send each seed to a Ray cluster as its own task: its address, auto (the cluster this "
+                            "machine is in) or local (start Ray here); needs pip install 'gaeanas[ray]'; on a "
+                            "cluster the results folder must be on storage every node shares")
+    train.add_argument("--ray-cpus", type=positive_float, default=None,
+                       help="with --ray: CPUs each task asks for (default: 1); a GPU too with --device cuda")
     add_run_dir_flags(train, "training (or the set of seeds)",
                       "run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
     add_config_flags(train, TrainConfig)

@@ -15,7 +15,8 @@ from .nasbench import NB201Table
 from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, plot_skip_strip, \
     write_table_csv
 from .rundir import RESULT_FILE
-from .runner import PlannedRun, WorkerJob, WorkerOutcome, run_in_workers, run_set
+from .runner import Launch, PlannedRun, WorkerJob, WorkerOutcome, run_set
+from .runtime import resolve_device
 from .search import OBJECTIVES, Search, SearchCallback, SearchConfig
 
 # Overrides of SearchConfig for each scale. epoch_scale multiplies each method's own search length (gaea-darts and
@@ -111,24 +112,26 @@ def run_grid(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, da
 
 def _run_cell(run: GridRun, out_dir: str, scale: str, data: str, benchmark: str | None, device: str,
               cache_dir: str | None, overrides: dict[str, Any]) -> None:
-    """One grid cell, in a worker process."""
-    run_grid([run], out_dir, scale, data, benchmark, torch.device(device), cache_dir=cache_dir, **overrides)
+    """One grid cell, in a worker process (the device is resolved there: 'auto' takes the worker's GPU)."""
+    run_grid([run], out_dir, scale, data, benchmark, resolve_device(device), cache_dir=cache_dir, **overrides)
 
 
 def run_grid_in_workers(grid: Sequence[GridRun], out_dir: str | os.PathLike, scale: str, data: str,
-                        benchmark: str | None, device: torch.device, workers: int,
+                        benchmark: str | None, device: torch.device | str, launch: Launch | int,
                         on_event: Callable[[str, WorkerJob, Any], None] | None = None,
                         cache_dir: str | os.PathLike | None = None, **overrides: Any) -> list[WorkerOutcome]:
-    """Run the grid's unfinished cells `workers` at a time (runner.run_in_workers), each cell's output in
-    out_dir/logs/<run>.txt. Finished runs are skipped and started ones resume, as in run_grid; a worker that dies
-    loses only its own run, which resumes on the next call. Returns the outcomes of the runs started here."""
+    """Run the grid's unfinished cells in worker processes or Ray tasks (`launch`; an int: that many local workers),
+    each cell's output in out_dir/logs/<run>.txt. Finished runs are skipped and started ones resume, as in
+    run_grid; a worker that dies loses only its own run, which resumes on the next call. Returns the outcomes of
+    the runs started here."""
+    launch = Launch(workers=launch) if isinstance(launch, int) else launch
     out = Path(out_dir)
     for run in grid:  # refuse other settings before anything starts, as the serial grid does
         check_grid_cell(run, out, scale, data, benchmark, **overrides)
     jobs = [WorkerJob(run.name, _run_cell, (run, str(out), scale, data, benchmark, str(device),
                                             None if cache_dir is None else str(cache_dir), overrides))
             for run in grid if not (out / "runs" / run.name / RESULT_FILE).is_file()]
-    return run_in_workers(jobs, workers, out / "logs", on_event)
+    return launch.run(jobs, out / "logs", on_event)
 
 
 def check_grid_cell(run: GridRun, out: Path, scale: str, data: str, benchmark: str | None, **overrides: Any) -> None:

@@ -350,5 +350,64 @@ def run_in_workers(jobs: Sequence[WorkerJob], workers: int, logs_dir: str | os.P
     return outcomes
 
 
-__all__ = ["WorkerJob", "WorkerOutcome", "run_in_workers", "seeded", "sgd_with_cosine", "sgd_step", "training_loader", "check_finite", "EpochCallback", "NullCallback",
+RAY_HINT = "--ray needs Ray, an optional extra: pip install 'gaeanas[ray]' (or pip install ray)"
+
+
+def run_on_ray(jobs: Sequence[WorkerJob], address: str, logs_dir: str | os.PathLike, cpus: float = 1.0,
+               gpus: float = 0.0, on_event: Callable[[str, WorkerJob, Any], None] | None = None
+               ) -> list[WorkerOutcome]:
+    """One Ray task per job, each asking for `cpus` CPUs and `gpus` GPUs and run in a fresh worker process; its
+    output goes to logs_dir/<name>.txt (on a cluster, put the results folder on storage every node shares).
+    address: a Ray cluster's address, "auto" for the one this machine belongs to, or "local" to start Ray here
+    (an already initialised Ray is used as it is). A task whose worker dies or raises loses only its own job."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(RAY_HINT) from None
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, log_to_driver=False)
+    logs = Path(logs_dir)
+    logs.mkdir(parents=True, exist_ok=True)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_calls=1, max_retries=0)(_worker_main)
+    pending = {}
+    for job in jobs:
+        ref = task.remote(job, max(1, int(cpus)), str(logs / f"{job.name}.txt"))
+        pending[ref] = job
+        if on_event is not None:
+            on_event("start", job, ref)
+    outcomes = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        job = pending.pop(done[0])
+        try:
+            ray.get(done[0])
+            code = 0
+        except ray.exceptions.WorkerCrashedError:
+            code = -9
+        except ray.exceptions.RayError:
+            code = 1
+        outcome = WorkerOutcome(job.name, code, logs / f"{job.name}.txt")
+        outcomes.append(outcome)
+        if on_event is not None:
+            on_event("end", job, outcome)
+    return outcomes
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """Where independent runs go: `workers` local processes, or Ray (`ray`: its address) with per-run resources."""
+
+    workers: int = 1
+    ray: str | None = None
+    ray_cpus: float = 1.0
+    ray_gpus: float = 0.0
+
+    def run(self, jobs: Sequence[WorkerJob], logs_dir: str | os.PathLike,
+            on_event: Callable[[str, WorkerJob, Any], None] | None = None) -> list[WorkerOutcome]:
+        if self.ray is not None:
+            return run_on_ray(jobs, self.ray, logs_dir, self.ray_cpus, self.ray_gpus, on_event)
+        return run_in_workers(jobs, self.workers, logs_dir, on_event)
+
+
+__all__ = ["Launch", "WorkerJob", "WorkerOutcome", "run_in_workers", "run_on_ray", "seeded", "sgd_with_cosine", "sgd_step", "training_loader", "check_finite", "EpochCallback", "NullCallback",
            "EpochRunner", "run_or_resume", "same_setup", "PlannedRun", "run_set"]

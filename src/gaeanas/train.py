@@ -18,10 +18,10 @@ from .data import ImageDataset, channel_stats, has_test_split, load_dataset, see
 from .errors import ConfigError, DataError
 from .report import mean_std
 from .rundir import CONFIG_FILE, RESULT_FILE, check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
-from .runner import (EpochCallback, EpochRunner, PlannedRun, WorkerJob, WorkerOutcome, check_finite, evaluate,
-                     evaluation_loader, run_in_workers, run_or_resume, run_set, same_setup, seeded, sgd_step,
+from .runner import (EpochCallback, EpochRunner, Launch, PlannedRun, WorkerJob, WorkerOutcome, check_finite,
+                     evaluate, evaluation_loader, run_or_resume, run_set, same_setup, seeded, sgd_step,
                      sgd_with_cosine, training_loader)
-from .runtime import PRECISIONS, autocast
+from .runtime import PRECISIONS, autocast, resolve_device
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
                                 drop_path_schedule)
 from .spaces.darts_genotypes import PUBLISHED, load_genotype
@@ -432,15 +432,15 @@ def _train_seed(cfg: TrainConfig, run_dir: str, device: str, cache_dir: str | No
     """One seed's training in a worker process: started, resumed, or left alone when finished."""
     path = Path(run_dir)
     if not (path / RESULT_FILE).is_file():
-        run_training(cfg, path, torch.device(device), resume=(path / CONFIG_FILE).is_file(), cache_dir=cache_dir)
+        run_training(cfg, path, resolve_device(device), resume=(path / CONFIG_FILE).is_file(), cache_dir=cache_dir)
 
 
 def run_seeds_in_workers(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Sequence[int],
-                         device: torch.device | str, workers: int,
+                         device: torch.device | str, launch: Launch | int,
                          on_event: Callable[[str, WorkerJob, Any], None] | None = None,
                          cache_dir: str | os.PathLike | None = None) -> tuple[dict[str, Any] | None, list[WorkerOutcome]]:
-    """run_seeds with the seeds trained `workers` at a time in worker processes (runner.run_in_workers), each
-    seed's output in out_dir/logs/seed<N>.txt. Returns (summary.json's content once every seed has finished, else
+    """run_seeds with the seeds trained in worker processes or Ray tasks (`launch`; an int: that many local
+    workers), each seed's output in out_dir/logs/seed<N>.txt. Returns (summary.json's content once every seed has finished, else
     None; the outcomes of the seeds started here)."""
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
@@ -456,7 +456,8 @@ def run_seeds_in_workers(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Se
     jobs = [WorkerJob(f"seed{seed}", _train_seed, (wanted, str(out / f"seed{seed}"), str(device),
                                                    None if cache_dir is None else str(cache_dir)))
             for seed, wanted in planned.items() if not (out / f"seed{seed}" / RESULT_FILE).is_file()]
-    outcomes = run_in_workers(jobs, workers, out / "logs", on_event)
+    launch = Launch(workers=launch) if isinstance(launch, int) else launch
+    outcomes = launch.run(jobs, out / "logs", on_event)
     if not all((out / f"seed{seed}" / RESULT_FILE).is_file() for seed in seeds):
         return None, outcomes
     summary = summarise([read_json(out / f"seed{seed}" / RESULT_FILE) for seed in seeds], seeds)
