@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     tau, rho = kendall_tau(theirs, ours), spearman_rho(theirs, ours)
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["| # | Architecture | NAS-Bench-201 CIFAR-10 | Ours | Train (s) |", "|---|---|---|---|---|"]
-    lines += [f"| {k} | `{a}` | {t:.2f} | {o:.2f} | {r['train_seconds']:.0f} |"
+    lines += [f"| {k} | `{a.replace('|', chr(92) + '|')}` | {t:.2f} | {o:.2f} | {r['train_seconds']:.0f} |"
               for k, (a, t, o, r) in enumerate(zip(archs, theirs, ours, results))]
     budget = (f"{args.epochs} epochs, {args.resize}x{args.resize} images, {args.subset:,} training and "
               f"{args.test_subset:,} test images, C={args.channels}, N={args.cells}, batch {args.batch_size}")

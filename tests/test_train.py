@@ -390,4 +390,4 @@ def test_workers_need_seeds(tmp_path, capsys):
     from gaeanas.cli import main
 
     assert main(["train", "--genotype", "DARTS_V2", "--workers", "2", "--data", "digits"]) == 2
-    assert "--workers trains several seeds" in capsys.readouterr().err
+    assert "--workers and --ray train several seeds" in capsys.readouterr().err
