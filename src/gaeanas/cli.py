@@ -154,6 +154,20 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls: type = SearchC
                                 default=None, choices=CHOICES.get(field.name), help=help_)
 
 
+def add_launch_flags(parser: argparse.ArgumentParser, one: str, many: str) -> None:
+    """--workers, --ray and --ray-cpus: where independent runs (grid runs, training seeds) go."""
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help=f"{many} at a time, each in its own process with its share of the CPU threads and its "
+                             f"output in OUT/logs/; a worker that dies loses only its {one}, which the same command "
+                             "resumes (default: 1, in this process)")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help=f"send each {one} to a Ray cluster as its own task: its address, auto (the cluster this "
+                             "machine is in) or local (start Ray here); needs pip install 'gaeanas[ray]'; on a "
+                             "cluster the results folder must be on storage every node shares")
+    parser.add_argument("--ray-cpus", type=positive_float, default=None,
+                        help="with --ray: CPUs each task asks for (default: 1); a GPU too with --device cuda")
+
+
 def add_run_dir_flags(parser: argparse.ArgumentParser, what: str, out_help: str) -> None:
     """The run-directory flags every running subcommand shares: --out, --resume, --cache-dir, --no-progress."""
     parser.add_argument("--out", type=Path, default=None, help=out_help)
@@ -599,15 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     repro.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")
-    repro.add_argument("--workers", type=positive_int, default=1,
-                       help="runs at a time, each in its own process with its share of the CPU threads; a worker "
-                            "that dies loses only its run, which the next call resumes (default: 1, in this process)")
-    repro.add_argument("--ray", default=None, metavar="ADDRESS",
-                       help="send each run to a Ray cluster as its own task: its address, auto (the cluster this "
-                            "machine is in) or local (start Ray here); needs pip install 'gaeanas[ray]'; on a "
-                            "cluster the results folder must be on storage every node shares")
-    repro.add_argument("--ray-cpus", type=positive_float, default=None,
-                       help="with --ray: CPUs each task asks for (default: 1); a GPU too with --device cuda")
+    add_launch_flags(repro, "run", "runs")
     repro.add_argument("--report-only", action="store_true",
                        help="run nothing: write the table and figures from the runs that have finished")
     repro.set_defaults(func=cmd_reproduce)
@@ -624,15 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=HELP_FORMAT, epilog=EXAMPLES["train"])
     train.add_argument("--seeds", type=parse_seeds, default=None,
                        help="seeds (0,1,2 or 0-4): one training each into OUT/seed<N>/, then mean ± std")
-    train.add_argument("--workers", type=positive_int, default=1,
-                       help="with --seeds: seeds at a time, each in its own process with its share of the CPU "
-                            "threads and its output in OUT/logs/seed<N>.txt (default: 1, in this process)")
-    train.add_argument("--ray", default=None, metavar="ADDRESS",
-                       help="send each seed to a Ray cluster as its own task: its address, auto (the cluster this "
-                            "machine is in) or local (start Ray here); needs pip install 'gaeanas[ray]'; on a "
-                            "cluster the results folder must be on storage every node shares")
-    train.add_argument("--ray-cpus", type=positive_float, default=None,
-                       help="with --ray: CPUs each task asks for (default: 1); a GPU too with --device cuda")
+    add_launch_flags(train, "seed", "with --seeds: seeds")
     add_run_dir_flags(train, "training (or the set of seeds)",
                       "run directory, or with --seeds the folder of seed runs (default: runs/train-...)")
     add_config_flags(train, TrainConfig)
