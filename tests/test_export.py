@@ -211,3 +211,15 @@ def test_a_darts_space_network_exports_too_even_with_a_last_batch_of_one(tmp_pat
     with torch.no_grad():
         expected = Preprocessed(network, **result["normalisation"]).eval()(x)
     assert torch.allclose(load_exported(export).probabilities(x), torch.softmax(expected, 1), atol=1e-6)
+
+
+def test_space_flag_decides_how_the_genotype_is_read():
+    from gaeanas.errors import GenotypeError
+
+    assert TrainConfig(genotype=CELL).resolved().space == "nb201"  # told by the genotype
+    assert TrainConfig(genotype=CELL, space="nb201").resolved().genotype == CELL
+    with pytest.raises(GenotypeError):  # read as a DARTS genotype, which it is not
+        TrainConfig(genotype=CELL, space="darts").resolved()
+    with pytest.raises(GenotypeError):
+        TrainConfig(genotype="DARTS_V2", space="nb201").resolved()
+    assert TrainConfig(genotype="DARTS_V2").resolved().space == "darts"

@@ -325,3 +325,16 @@ def test_launch_flags_that_cannot_act_are_refused(flags, message, tmp_path, caps
     table = str(write_full_nb201_table(tmp_path / "t.csv"))
     assert main(["reproduce", "nb201", "--data", "d", "--benchmark", table, *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_launch_flags_reach_the_launch():
+    import argparse
+
+    from gaeanas.cli import launch_from_args
+    from gaeanas.runner import Launch
+
+    args = lambda **kw: argparse.Namespace(**{"workers": 1, "ray": None, "ray_cpus": None, "device": "auto", **kw})  # noqa: E731
+    assert launch_from_args(args()) is None
+    assert launch_from_args(args(workers=3)) == Launch(workers=3)
+    assert launch_from_args(args(ray="auto", ray_cpus=2.0)) == Launch(ray="auto", ray_cpus=2.0, ray_gpus=0.0)
+    assert launch_from_args(args(ray="auto", device="cuda")) == Launch(ray="auto", ray_cpus=1.0, ray_gpus=1.0)

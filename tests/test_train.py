@@ -391,3 +391,10 @@ def test_workers_need_seeds(tmp_path, capsys):
 
     assert main(["train", "--genotype", "DARTS_V2", "--workers", "2", "--data", "digits"]) == 2
     assert "--workers and --ray train several seeds" in capsys.readouterr().err
+
+
+def test_workers_are_refused_on_resume(tmp_path, capsys):
+    from gaeanas.cli import main
+
+    assert main(["train", "--resume", str(tmp_path), "--workers", "2"]) == 2
+    assert "--workers and --ray go with --seeds" in capsys.readouterr().err

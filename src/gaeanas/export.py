@@ -16,7 +16,7 @@ from torch import nn
 
 from .data.folders import IMAGE_EXTENSIONS, _decode_one
 from .errors import ConfigError, DataError, RunDirError
-from .rundir import CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, DamagedCheckpoint, load_checkpoint, read_json
+from .rundir import CHECKPOINT_FILE, CONFIG_FILE, RESULT_FILE, DamagedCheckpoint, flag, load_checkpoint, read_json
 from .train import build_network, load_cell, load_train_config
 
 MODEL_FILE, META_FILE = "model.pt2", "model.json"
@@ -74,12 +74,11 @@ def train_command(config: dict[str, Any]) -> str:
     for name, value in config.items():
         if value is None or name == "device":
             continue
-        flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + name.replace("_", "-"))
+            parts.append(flag(name) if value else "--no-" + flag(name)[2:])
         else:
             text = str(value)
-            parts += [flag, f"'{text}'" if any(c in text for c in " |+()") else text]
+            parts += [flag(name), f"'{text}'" if any(c in text for c in " |+()") else text]
     return " ".join(parts)
 
 

@@ -15,7 +15,7 @@ from .nasbench import NB201Table
 from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, plot_skip_strip, \
     write_table_csv
 from .rundir import RESULT_FILE
-from .runner import Launch, PlannedRun, WorkerJob, WorkerOutcome, run_set
+from .runner import Launch, PlannedRun, WorkerJob, WorkerOutcome, run_set, saved_matching
 from .runtime import resolve_device
 from .search import OBJECTIVES, Search, SearchCallback, SearchConfig
 
@@ -136,15 +136,8 @@ def run_grid_in_workers(grid: Sequence[GridRun], out_dir: str | os.PathLike, sca
 
 def check_grid_cell(run: GridRun, out: Path, scale: str, data: str, benchmark: str | None, **overrides: Any) -> None:
     """ConfigError when the cell's run directory holds a run with other settings than this grid's."""
-    from .rundir import CONFIG_FILE, read_config
-    from .runner import same_setup
-
-    path = out / "runs" / run.name
-    if (path / CONFIG_FILE).is_file():
-        planned = grid_config(run, scale, data, benchmark, **overrides).resolved()
-        if not same_setup(read_config(path, SearchConfig), planned, SAME_SETUP_IGNORES):
-            raise ConfigError(f"{path} holds a run with other settings than --scale {scale}; move it away or use "
-                              "another results folder")
+    planned = PlannedRun(out / "runs" / run.name, grid_config(run, scale, data, benchmark, **overrides).resolved())
+    saved_matching(planned, SearchConfig, SAME_SETUP_IGNORES, f"holds a run with other settings than --scale {scale}")
 
 
 def finished_runs(grid: Sequence[GridRun], out_dir: str | os.PathLike) -> list[Path]:

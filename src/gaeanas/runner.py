@@ -261,6 +261,18 @@ class PlannedRun:
     cfg: Any
 
 
+def saved_matching(planned: PlannedRun, config_cls: type, ignore: frozenset[str],
+                   mismatch: str = "holds a run with other settings") -> Any:
+    """The config a planned run's directory was started with (None when not started); a ConfigError saying
+    `mismatch` when it differs from the plan apart from `ignore`."""
+    if not (planned.path / CONFIG_FILE).is_file():
+        return None
+    saved = read_config(planned.path, config_cls)
+    if not same_setup(saved, planned.cfg, ignore):
+        raise ConfigError(f"{planned.path} {mismatch}; move it away or use another results folder")
+    return saved
+
+
 def run_set(runs: Sequence[PlannedRun], runner: RunnerFactory, config_cls: type, device: torch.device,
             callbacks: Sequence[EpochCallback], cache_dir: Any, ignore: frozenset[str],
             refresh: dict[str, Any], on_run_start: Callable[[int, bool], None] | None = None,
@@ -271,10 +283,8 @@ def run_set(runs: Sequence[PlannedRun], runner: RunnerFactory, config_cls: type,
     on_run_start(index, reused) is called, so bad input fails before anything is written."""
     results = []
     for index, planned in enumerate(runs):
-        started = (planned.path / CONFIG_FILE).is_file()
-        saved = read_config(planned.path, config_cls) if started else None
-        if saved is not None and not same_setup(saved, planned.cfg, ignore):
-            raise ConfigError(f"{planned.path} {mismatch}; move it away or use another results folder")
+        saved = saved_matching(planned, config_cls, ignore, mismatch)
+        started = saved is not None
         if (planned.path / RESULT_FILE).is_file():
             if on_run_start is not None:
                 on_run_start(index, True)
@@ -409,5 +419,5 @@ class Launch:
         return run_in_workers(jobs, self.workers, logs_dir, on_event)
 
 
-__all__ = ["Launch", "WorkerJob", "WorkerOutcome", "run_in_workers", "run_on_ray", "seeded", "sgd_with_cosine", "sgd_step", "training_loader", "check_finite", "EpochCallback", "NullCallback",
+__all__ = ["saved_matching", "Launch", "WorkerJob", "WorkerOutcome", "run_in_workers", "run_on_ray", "seeded", "sgd_with_cosine", "sgd_step", "training_loader", "check_finite", "EpochCallback", "NullCallback",
            "EpochRunner", "run_or_resume", "same_setup", "PlannedRun", "run_set"]

@@ -17,9 +17,10 @@ from torch import nn
 from .data import ImageDataset, channel_stats, has_test_split, load_dataset, seeded_subset, stratified_holdout
 from .errors import ConfigError, DataError
 from .report import mean_std
-from .rundir import CONFIG_FILE, RESULT_FILE, check_run_settings, config_from_dict, flag, opt, read_config, read_json, write_json
+from .rundir import (CONFIG_FILE, RESULT_FILE, check_run_settings, config_from_dict, flag, opt, read_config, read_json,
+                     write_json)
 from .runner import (EpochCallback, EpochRunner, Launch, PlannedRun, WorkerJob, WorkerOutcome, check_finite,
-                     evaluate, evaluation_loader, run_or_resume, run_set, same_setup, seeded, sgd_step,
+                     evaluate, evaluation_loader, run_or_resume, run_set, saved_matching, seeded, sgd_step,
                      sgd_with_cosine, training_loader)
 from .runtime import PRECISIONS, autocast, resolve_device
 from .spaces.darts_eval import (NetworkCIFAR, NetworkImageNet, count_multiply_adds, count_parameters,
@@ -145,7 +146,7 @@ class TrainConfig:
     def record(self) -> dict[str, Any]:
         """The settings this training uses (what config.json keeps): all but those its network has no use for."""
         values = dataclasses.asdict(self)
-        unused = SPACE_ONLY.get(self.space or "", ()) if self.space == "nb201" else ()
+        unused = SPACE_ONLY.get(self.space or "", ())
         for name in (*unused, *(() if self.auxiliary else ("auxiliary_weight",))):
             values.pop(name, None)
         return values
@@ -224,6 +225,7 @@ def training_loss(logits: torch.Tensor, aux_logits: torch.Tensor | None, y: torc
     return loss
 
 
+SEED_IGNORES = frozenset({"seed", "device"})  # what may differ between the trainings of one set of seeds
 HOLDOUT_SEED = 0  # the held-out test split is the same whatever the training seed
 DEFAULT_HOLDOUT = 0.1
 
@@ -410,7 +412,7 @@ def run_seeds(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Sequence[int]
         if on_run_start is not None:
             on_run_start(index, seeds[index], reused)
 
-    results = run_set(runs, Trainer, TrainConfig, device, callbacks, cache_dir, ignore=frozenset({"seed", "device"}),
+    results = run_set(runs, Trainer, TrainConfig, device, callbacks, cache_dir, ignore=SEED_IGNORES,
                       refresh={"device": str(device)}, on_run_start=started,
                       mismatch="holds a training with other settings")
     summary = summarise(results, seeds)
@@ -447,10 +449,8 @@ def run_seeds_in_workers(cfg: TrainConfig, out_dir: str | os.PathLike, seeds: Se
     out, base = Path(out_dir), cfg.resolved()
     planned = {seed: dataclasses.replace(base, seed=seed) for seed in seeds}
     for seed, wanted in planned.items():
-        path = out / f"seed{seed}"
-        if (path / CONFIG_FILE).is_file() and not same_setup(read_config(path, TrainConfig), wanted,
-                                                               frozenset({"seed", "device"})):
-            raise ConfigError(f"{path} holds a training with other settings; move it away or use another folder")
+        saved_matching(PlannedRun(out / f"seed{seed}", wanted), TrainConfig, SEED_IGNORES,
+                       "holds a training with other settings")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SEEDS_FILE, {"seeds": list(seeds), "config": base.record()})
     jobs = [WorkerJob(f"seed{seed}", _train_seed, (wanted, str(out / f"seed{seed}"), str(device),
