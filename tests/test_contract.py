@@ -16,9 +16,10 @@ from synth import kill_and_resume, make_image_folder, working_pairs
 
 PAIRS = working_pairs()
 # The smallest supernet of each space: the DARTS space needs 3 cells (two reductions), PC-DARTS channels % 4 == 0.
-TINY = {"nb201": dict(channels=2, cells=1), "darts": dict(channels=4, cells=3)}
+TINY = {"nb201": dict(channels=2, cells=1), "darts": dict(channels=4, cells=3),
+        **{f"nb1shot1-s{n}": dict(channels=4, cells=1) for n in (1, 2, 3)}}
 # A value for each method or space setting, valid wherever the setting is read.
-VALUES = {"arch_lr": 0.05, "arch_weight_decay": 0.01, "eg_floor": 1e-4, "entropy_coef": 0.1, "sparse_skip": 0.05,
+VALUES = {"arch_lr": 0.05, "arch_weight_decay": 0.01, "example_clip": 2.0, "eg_floor": 1e-4, "entropy_coef": 0.1, "sparse_skip": 0.05,
           "tau_max": 5.0, "tau_min": 0.5, "warmup_epochs": 1, "benchmark": "table.csv", "eg_floor_last": True}
 
 

@@ -156,3 +156,19 @@ def test_queries_outside_the_space_are_refused(tfrecord):
         table.query(*CHAIN_SWAPPED)
     with pytest.raises(BenchmarkError, match="unknown NAS-Bench-101 operation"):
         table.query(CHAIN[0], [INPUT, "conv5x5", CONV3X3, OUTPUT])
+
+
+def test_reproduce_reads_the_tfrecord_once_into_a_compact_table(tfrecord, tmp_path):
+    from gaeanas.reproduce import compact_nb101_table
+
+    out = tmp_path / "results"
+    compact = compact_nb101_table(tfrecord, out)
+    assert compact == out / "nb101-table.json"
+    assert NB101Table.load(compact).query(*CHAIN)["test_accuracy"] == pytest.approx(91.0)
+    stamp = compact.stat().st_mtime_ns
+    tfrecord.write_bytes(b"corrupt")  # not read again: the compact table is reused
+    assert compact_nb101_table(tfrecord, out) == compact and compact.stat().st_mtime_ns == stamp
+    assert compact_nb101_table(compact, tmp_path / "other") == compact  # a saved table is used as is
+    with pytest.raises(BenchmarkError, match="not found"):
+        compact_nb101_table(tmp_path / "missing.tfrecord", tmp_path / "third")
+    assert not (tmp_path / "third").exists()

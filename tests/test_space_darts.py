@@ -15,7 +15,7 @@ from gaeanas.spaces.darts import (EDGES, MixedOp, SearchCell, Supernet, arch_sha
                                   edge_tensor_name, reduction_cells)
 from gaeanas.spaces.darts_genotypes import OPS, Genotype
 
-from synth import make_image_folder
+from synth import make_image_folder, working_pairs
 
 EDGE_NAMES = [edge_tensor_name(kind, n) for kind in ("normal", "reduce") for n in (2, 3, 4, 5)]
 
@@ -33,7 +33,10 @@ def uniform(k: int) -> Mixing:
 
 # ---- supernet with every method -------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+DARTS_METHODS = [m for space, m in working_pairs() if space == "darts"]
+
+
+@pytest.mark.parametrize("method", DARTS_METHODS)
 def test_supernet_forward_backward_for_every_method(method):
     torch.manual_seed(0)
     cfg = SearchConfig(space="darts", method=method, channels=8, cells=3).resolved()
@@ -194,6 +197,13 @@ def test_cell_output_shapes():
         cell.register_forward_hook(lambda mod, args, out: shapes.append(tuple(out.shape)))
     net(torch.randn(2, 3, 8, 8), {"normal": uniform(8), "reduce": uniform(8)})
     assert shapes == [(2, 16, 8, 8), (2, 32, 4, 4), (2, 64, 2, 2)]
+
+
+def test_per_example_methods_are_refused():
+    refused = sorted(set(METHODS) - set(DARTS_METHODS))
+    assert refused == ["xnas"]
+    with pytest.raises(ConfigError, match="does not support"):
+        SearchConfig(space="darts", method="xnas").resolved()
 
 
 def test_number_of_architecture_tensors_per_method():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import gaeanas.train
-from gaeanas.methods import METHODS, GumbelSampling, SoftMixture
+from gaeanas.methods import METHODS, ExponentiatedGradientOnSimplex, GumbelSampling, SoftMixture
 from gaeanas.relax import GumbelHard
 from gaeanas.rundir import read_log
 from gaeanas.search import Search, SearchConfig, run_search
@@ -14,7 +14,8 @@ from synth import make_image_folder, make_train_test_folders, working_pairs
 
 CPU = torch.device("cpu")
 NB201 = [m for s, m in working_pairs() if s == "nb201"]
-EG = [m for m in NB201 if METHODS[m].parametrisation == "simplex"]
+EG = [m for m in NB201 if isinstance(METHODS[m].update, ExponentiatedGradientOnSimplex)]
+SIMPLEX = [m for m in NB201 if METHODS[m].parametrisation == "simplex"]
 ADAM = [m for m in NB201 if METHODS[m].parametrisation == "logits"]
 MIXTURE = [m for m in NB201 if isinstance(METHODS[m].relaxation, SoftMixture)]
 GUMBEL = [m for m in NB201 if isinstance(METHODS[m].relaxation, GumbelSampling)]
@@ -65,7 +66,7 @@ def test_arch_weight_decay_is_adams(tmp_path, tiny_data, method):
         "weight_decay"] == 0.07
 
 
-@pytest.mark.parametrize("method", EG)
+@pytest.mark.parametrize("method", SIMPLEX)
 def test_arch_grad_clip_bounds_the_architecture_step(tmp_path, tiny_data, method):
     def step_size(clip: float) -> float:
         s = search(tiny_data, tmp_path / f"clip{clip}", method=method, arch_grad_clip=clip, arch_lr=1.0)
@@ -73,7 +74,7 @@ def test_arch_grad_clip_bounds_the_architecture_step(tmp_path, tiny_data, method
         s.step.arch_step(*next(iter(s.arch_loader)))
         return float((s.model.arch.theta["cell"].detach() - before).abs().max())
 
-    assert step_size(1e-9) < 1e-8 < step_size(0.0)
+    assert step_size(1e-9) < 1e-6 < step_size(0.0)  # 1e-6: float32 rounding (xnas steps in log space)
 
 
 @pytest.mark.parametrize("method", MIXTURE)

@@ -35,7 +35,8 @@ EXAMPLES = {
   gaeanas search --space darts --method gaea-pcdarts --data path/to/cifar10/train --subset 10000 --epochs 10""",
     "reproduce": """examples:
   gaeanas reproduce nb201 --data path/to/cifar10/train --benchmark path/to/nb201-tss-test-acc.csv
-  gaeanas reproduce nb201 --scale cpu-deep --methods gaea-darts,darts --objectives bilevel --data ... --benchmark ...""",
+  gaeanas reproduce nb201 --scale cpu-deep --methods gaea-darts,darts --objectives bilevel --data ... --benchmark ...
+  gaeanas reproduce nb1shot1 --data path/to/cifar10/train --benchmark path/to/nasbench_only108.tfrecord""",
     "report": """examples:
   gaeanas report runs/nb201-gaea-darts-erm-seed0-20261201-120000
   gaeanas report runs/run-a runs/run-b --out plots/""",
@@ -119,10 +120,16 @@ class ProgressBar(NullCallback):
     def on_epoch_end(self, record: dict) -> None:
         self.bar.close()
         oracle = record.get("oracle")
-        bench = "" if not oracle else "  c10 {cifar10:.2f} c100 {cifar100:.2f} in16 {ImageNet16-120:.2f}".format(**oracle)
+        bench = "".join(f"  {ORACLE_LABELS.get(name, name)} {value:.{4 if 'regret' in name else 2}f}"
+                        for name, value in (oracle or {}).items())
         valid = "" if record.get("valid_acc") is None else f"valid {record['valid_acc']:5.2f}  "
         print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  acc {record['train_acc']:5.2f}  {valid}"
               f"entropy {record['entropy']:.4f}  {record['seconds']:6.1f}s  {record['genotype']}{bench}", flush=True)
+
+
+# Short names of the benchmark scores in the per-epoch line (NAS-Bench-201 datasets; NAS-Bench-101 via 1Shot1).
+ORACLE_LABELS = {"cifar10": "c10", "cifar100": "c100", "ImageNet16-120": "in16", "test_accuracy": "test",
+                 "validation_accuracy": "valid", "test_regret": "regret"}
 
 
 def _flag_type(field: dataclasses.Field, config_cls: type) -> Any:
@@ -255,9 +262,12 @@ def print_result(result: dict, run_dir: Path) -> None:
     if result["select"] == "best" and result["last"]["genotype"] != result["genotype"]:
         print(f"last epoch's genotype: {result['last']['genotype']}")
     print(f"final architecture entropy: {result['entropy']:.4f} nats; search time {result['search_seconds']:.1f}s")
-    if result.get("oracle"):
-        for name, acc in result["oracle"].items():
-            print(f"  {name:>15} test accuracy: {acc:.2f}")
+    for name, value in (result.get("oracle") or {}).items():
+        label = name.replace("_", " ") if name in ORACLE_LABELS and "_" in name else f"{name} test accuracy"
+        print(f"  {label:>28}: {value:.{4 if 'regret' in name else 2}f}")
+    if result.get("nb101"):
+        print(f"  NAS-Bench-101 cell {result['nb101']['hash']}: ops {result['nb101']['ops']}, "
+              f"adjacency {result['nb101']['matrix']}")
     print(f"results in {run_dir}/result.json")
 
 
@@ -303,16 +313,21 @@ class GridProgress(ProgressBar):
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .nasbench import NB201Table
-    from .reproduce import build_grid, finished_runs, run_grid, run_grid_in_workers, write_report
+    from .reproduce import build_grid, compact_nb101_table, finished_runs, run_grid, run_grid_in_workers, write_report
 
     launch = launch_from_args(args)
     if args.report_only and launch is not None:
         raise ConfigError("--workers and --ray run the grid; --report-only runs nothing: give one of them")
-    table = NB201Table.load(args.benchmark)
-    grid = build_grid(args.methods, args.objectives, args.seeds)
-    out = args.out or Path("results") / f"nb201-{args.scale}"
+    target = args.benchmark_name
+    if target == "nb201" and not args.benchmark:
+        raise ConfigError("reproduce nb201 needs --benchmark: the NAS-Bench-201 table (CSV) scores every genotype")
+    table = NB201Table.load(args.benchmark) if target == "nb201" else None
+    grid = build_grid(args.methods, args.objectives, args.seeds, target)
+    out = args.out or Path("results") / f"{target}-{args.scale}"
     device = resolve_device(args.device)
-    print(f"gaeanas reproduce nb201: {len(grid)} runs at scale {args.scale!r} on {device}; results in {out}")
+    if target == "nb1shot1" and args.benchmark and not args.report_only:
+        args.benchmark = str(compact_nb101_table(args.benchmark, Path(out)))
+    print(f"gaeanas reproduce {target}: {len(grid)} runs at scale {args.scale!r} on {device}; results in {out}")
     progress = GridProgress(len(grid), show_progress(args))
     overrides = {"epochs": args.epochs} if args.epochs else {}
     failed = []
@@ -332,7 +347,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue the grid", file=sys.stderr)
         return 130
-    for path in write_report(out, paths, table):
+    for path in write_report(out, paths, table, target):
         print(f"wrote {path}")
     print((out / "table.md").read_text())
     return _report_failed_workers(failed)
@@ -594,22 +609,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(search)
     search.set_defaults(func=cmd_search)
 
-    repro = sub.add_parser("reproduce", help="reproduce the paper's NAS-Bench-201 table and figures",
-                           formatter_class=HELP_FORMAT, epilog=EXAMPLES["reproduce"])
-    repro.add_argument("benchmark_name", choices=["nb201"], help="which results to reproduce")
+    repro = sub.add_parser("reproduce", help="reproduce the paper's NAS-Bench-201 table and figures, or its "
+                                             "NAS-Bench-1Shot1 searches", formatter_class=HELP_FORMAT,
+                           epilog=EXAMPLES["reproduce"])
+    repro.add_argument("benchmark_name", choices=["nb201", "nb1shot1"],
+                       help="which results to reproduce: nb201 (Table 2, Figures 1 and 4) or nb1shot1 (PC-DARTS "
+                            "against GAEA PC-DARTS on spaces 1-3, Figures 1 and 2)")
     repro.add_argument("--scale", choices=["paper", "cpu", "cpu-deep"], default="cpu",
-                       help="paper: appendix C.3 and the reference code's lengths, for a GPU; cpu: C=8, N=1, 10k "
-                            "images, 0.4 of each method's epochs (gaea-darts 10, gaea-gdas 60, gdas 100); cpu-deep: "
-                            "C=8, N=5, 16x16 images, 10k images, 0.8 of each method's epochs (default: cpu)")
+                       help="paper: the reference code's settings, for a GPU; cpu: nb201 C=8, N=1, 10k images, 0.4 "
+                            "of each method's epochs (gaea-darts 10, gaea-gdas 60, gdas 100), nb1shot1 C=8, one "
+                            "cell per stage, 16x16 images, 10k images, 10 epochs; cpu-deep (nb201 only): C=8, N=5, "
+                            "16x16 images, 10k images, 0.8 of each method's epochs (default: cpu)")
     repro.add_argument("--methods", type=_csv(str), default=None,
                        help="comma-separated methods (default: the paper's grid)")
     repro.add_argument("--objectives", type=_csv(str), default=None, help="comma-separated objectives")
-    repro.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2],
-                       help="seeds, comma-separated, with inclusive ranges: 0-9 or 0,2,5-7 (default: 0,1,2)")
+    repro.add_argument("--seeds", type=parse_seeds, default=None,
+                       help="seeds, comma-separated, with inclusive ranges: 0-9 or 0,2,5-7 (default: nb201 0,1,2; "
+                            "nb1shot1 0-3)")
     repro.add_argument("--data", required=True, help="CIFAR-10 training images (folder or python release)")
-    repro.add_argument("--benchmark", required=True, help="NAS-Bench-201 table (CSV)")
+    repro.add_argument("--benchmark", default=None,
+                       help="nb201: the NAS-Bench-201 table (CSV), required; nb1shot1: NAS-Bench-101's "
+                            "nasbench_only108.tfrecord for the test regret, read once into OUT/nb101-table.json "
+                            "(without it the searches run and report no regret)")
     repro.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
-    repro.add_argument("--out", type=Path, default=None, help="results folder (default: results/nb201-<scale>)")
+    repro.add_argument("--out", type=Path, default=None,
+                       help="results folder (default: results/<nb201 or nb1shot1>-<scale>)")
     repro.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     repro.add_argument("--cache-dir", type=Path, default=None, help="dataset cache")
     repro.add_argument("--no-progress", action="store_true", help="no progress bars")

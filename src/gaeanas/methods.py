@@ -1,4 +1,5 @@
-"""Search methods as recipe objects: DARTS, GDAS, PC-DARTS (Liu 2019; Dong & Yang 2019; Xu 2020) and GAEA (Li 2021).
+"""Search methods as recipe objects: DARTS, GDAS, PC-DARTS, XNAS (Liu 2019; Dong & Yang 2019; Xu 2020; Nayman 2019)
+and GAEA (Li 2021).
 
 A method is made of parts, each of which states the SearchConfig settings it reads and its defaults:
 - an architecture update (ArchUpdate): how the weights are parametrised and which optimizer moves them;
@@ -81,6 +82,29 @@ class ExponentiatedGradientOnSimplex(ArchUpdate):
                                      floor_last=cfg.eg_floor_last)
 
 
+@dataclass(frozen=True)
+class ExpertAdviceOnSimplex(ArchUpdate):
+    """XNAS (Nayman et al., 2019) as GAEA's appendix C.4 sets it against GAEA: the same exponentiated gradient on the
+    simplex, with two differences: each example's architecture gradient is clipped to norm L (`example_clip`) before
+    the batch average, and the wipeout zeroes operations that can no longer overtake their edge's best in the steps
+    left (optim.xnas). No floor, so a wiped-out operation stays out.
+
+    The step size defaults to GAEA's 0.1, so that the comparison isolates those two differences; XNAS' theory sets
+    sqrt(2 ln k / T) / L for k operations and T steps, one --arch-lr away.
+    """
+
+    lr: float = 0.1
+    example_clip: float = 5.0
+    parametrisation: ClassVar[str] = "simplex"
+    per_example: ClassVar[bool] = True
+
+    def settings(self) -> dict[str, Any]:
+        return {"arch_lr": self.lr, "example_clip": self.example_clip}
+
+    def build(self, arch: Architecture, cfg: Any) -> torch.optim.Optimizer:
+        return create_arch_optimizer("xnas", arch.parameters(), lr=cfg.arch_lr, grad_bound=cfg.example_clip)
+
+
 class RelaxationRecipe(ABC):
     """How architecture weights mix candidate operations, and how that changes from epoch to epoch."""
 
@@ -160,6 +184,11 @@ class Method:
     def parametrisation(self) -> str:
         return self.update.parametrisation
 
+    @property
+    def per_example(self) -> bool:
+        """Whether the architecture step needs each example's gradient (XNAS' per-example clipping)."""
+        return bool(getattr(self.update, "per_example", False))
+
     def settings(self) -> dict[str, Any]:
         """Every SearchConfig field this method reads, with its defaults."""
         return {"warmup_epochs": self.warmup_epochs, **self.update.settings(), **self.relaxation.settings()}
@@ -185,6 +214,11 @@ _ADAM, _EG = AdamOnLogits(lr=3e-4), ExponentiatedGradientOnSimplex(lr=0.1)
 _EG_GDAS = ExponentiatedGradientOnSimplex(lr=0.01, entropy_coef=0.01, floor_last=True)
 # First-order DARTS' own weight recipe on its space (DARTS paper; GAEA appendix C.1.1), not PC-DARTS' batch 256.
 _DARTS_SPACE = {"batch_size": 64, "lr": 0.025, "lr_min": 0.001}
+_1SHOT1_SPACES = tuple(f"nb1shot1-s{n}" for n in (1, 2, 3))
+# The 1Shot1 code's PC-DARTS (optimizers/pc_darts/train_search.py): DARTS' arch step 3e-4, no warm-up; GAEA's
+# appendix C.2: GAEA PC-DARTS there is the same with exponentiated gradient at 0.1.
+_PCDARTS_1SHOT1 = {space: {"arch_lr": 3e-4, "warmup_epochs": 0} for space in _1SHOT1_SPACES}
+_GAEA_PCDARTS_1SHOT1 = {space: {"warmup_epochs": 0} for space in _1SHOT1_SPACES}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("darts", "first-order DARTS: softmax over logits, Adam", _ADAM, SoftMixture(),
@@ -200,9 +234,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            # the reference ran it on NB-201 only; on the DARTS space the same shape: warm-up a third of the run
            recipes={"nb201": {"epochs": 150, "warmup_epochs": 50}, "darts": {"warmup_epochs": 17}}),
     Method("pcdarts", "PC-DARTS: 1/4 of the channels through each edge, softmax edge weights per node, Adam",
-           AdamOnLogits(lr=6e-4), SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=15),
+           AdamOnLogits(lr=6e-4), SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=15,
+           recipes=_PCDARTS_1SHOT1),
+    Method("xnas", "XNAS: expert advice on the simplex with per-example gradient clipping and wipeout",
+           ExpertAdviceOnSimplex(), SoftMixture()),
     Method("gaea-pcdarts", "GAEA PC-DARTS: PC-DARTS with op and edge weights on simplices, exponentiated gradient",
-           _EG, SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=10),
+           _EG, SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=10, recipes=_GAEA_PCDARTS_1SHOT1),
 )}
 
 
@@ -218,5 +255,6 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-__all__ = ["ArchUpdate", "AdamOnLogits", "ExponentiatedGradientOnSimplex", "RelaxationRecipe", "SoftMixture",
+__all__ = ["ArchUpdate", "AdamOnLogits", "ExponentiatedGradientOnSimplex", "ExpertAdviceOnSimplex", "RelaxationRecipe",
+           "SoftMixture",
            "GumbelSampling", "Method", "METHODS", "get_method", "method_settings", "gumbel_temperature"]

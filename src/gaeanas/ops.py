@@ -1,4 +1,5 @@
-"""Candidate operations by name: the NAS-Bench-201 cell (Dong & Yang, 2020) and the DARTS cell (Liu et al., 2019)."""
+"""Candidate operations by name: the NAS-Bench-201 cell (Dong & Yang, 2020), the DARTS cell (Liu et al., 2019) and
+the NAS-Bench-101 node (Ying et al., 2019)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -172,4 +173,23 @@ DARTS_FUSED: dict[str, kernels.FusedKernel] = {
     "sep_conv_5x5": kernels.sep_convs,
     "dil_conv_3x3": kernels.dil_convs,
     "dil_conv_5x5": kernels.dil_convs,
+}
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv(k, stride 1, same padding, no bias) -> BN (affine) -> ReLU: NAS-Bench-101's conv_bn_relu."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=False),
+        )
+
+
+# name -> factory(channels); NAS-Bench-101's node operations (names as in its data file), all keeping the channels.
+NB101_OPS: dict[str, Callable[[int], nn.Module]] = {
+    "maxpool3x3": lambda c: nn.MaxPool2d(3, stride=1, padding=1),
+    "conv3x3-bn-relu": lambda c: ConvBNReLU(c, c, 3),
+    "conv1x1-bn-relu": lambda c: ConvBNReLU(c, c, 1),
 }

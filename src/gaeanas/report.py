@@ -15,6 +15,11 @@ from .nasbench.nb201 import DATASETS
 from .rundir import CONFIG_FILE, LOG_FILE, RESULT_FILE, read_json, read_log, run_kind
 
 DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
+# Benchmark scores beside the NAS-Bench-201 datasets (NAS-Bench-1Shot1's NAS-Bench-101 lookup): title, y label.
+SCORE_PANELS = {
+    "test_regret": ("NAS-Bench-101 test regret", "test error - the space's best (fraction, log scale)"),
+    "test_accuracy": ("NAS-Bench-101 test accuracy", "mean test accuracy at 108 epochs (%)"),
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ def aggregate(runs: Iterable[Run]) -> list[dict[str, Any]]:
         row["epochs"] = group[0].result.get("epochs", len(group[0].log))
         row["select"] = group[0].result.get("select", "last")
         for name in DATASETS:
-            accs = [r.result["oracle"][name] for r in group if r.result.get("oracle")]
+            accs = [r.result["oracle"][name] for r in group if name in (r.result.get("oracle") or {})]
             row[name] = mean_std(accs) if accs else None
         last = [last_epoch(r).get("oracle", {}).get("cifar10") for r in group]
         row["last_cifar10"] = mean_std(last) if None not in last else None
@@ -141,7 +146,7 @@ def aggregate(runs: Iterable[Run]) -> list[dict[str, Any]]:
         row["skip_edges"] = mean_std([skip_count(r.result["genotype"]) for r in group])
         k = sum(collapsed(r.result["genotype"]) for r in group)
         row["collapse"] = (k, len(group), *wilson_interval(k, len(group)))
-        c10 = [r.result["oracle"]["cifar10"] for r in group if r.result.get("oracle")]
+        c10 = [r.result["oracle"]["cifar10"] for r in group if "cifar10" in (r.result.get("oracle") or {})]
         row["cifar10_median"] = float(np.median(c10)) if c10 else None
         row["cifar10_worst"] = min(c10) if c10 else None
         rows.append(row)
@@ -264,20 +269,32 @@ def plot_entropy(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLi
     plt.close(fig)
 
 
+def oracle_scores(runs: Iterable[Run]) -> list[str]:
+    """The benchmark scores the runs' logs hold, in panel order: NAS-Bench-201's datasets, then regret, accuracy."""
+    found = {name for run in runs for r in run.log for name in (r.get("oracle") or {})}
+    return [name for name in (*DATASETS, *SCORE_PANELS) if name in found]
+
+
 def plot_oracle(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLike) -> None:
-    """Benchmark test accuracy of each epoch's genotype, one panel per dataset (the paper's Figure 4)."""
+    """Benchmark score of each epoch's genotype, one panel per score: test accuracy per NAS-Bench-201 dataset (the
+    paper's Figure 4), or NAS-Bench-1Shot1's test regret and accuracy (Figure 2)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 4))
-    for ax, name in zip(axes, DATASETS):
+    names = oracle_scores(run for group in groups.values() for run in group)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
         for key, group in groups.items():
             curves = _curves(group, lambda r: (r.get("oracle") or {}).get(name))
             if not np.isnan(curves).all():
                 _band(ax, curves, _label(key))
-        ax.set_title(DATASET_LABELS[name])
+        title, ylabel = SCORE_PANELS.get(name, (DATASET_LABELS.get(name, name),
+                                                 "test accuracy of discretised genotype (%)"))
+        ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy of discretised genotype (%)")
+        ax.set_ylabel(ylabel)
+        if name == "test_regret":
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -395,3 +412,32 @@ def report_run(run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
         written.append(out / "oracle.png")
         plot_oracle(groups, written[1])
     return written
+
+
+def format_1shot1_tables(runs: Sequence[Run]) -> str:
+    """Markdown for NAS-Bench-1Shot1 runs: per space and method, the final cell's test regret and the final entropies
+    over seeds; then each run's cell as NAS-Bench-101 sees it (hash, adjacency rows, operations)."""
+    by_key: dict[tuple[str, str, str], list[Run]] = {}
+    for run in sorted(runs, key=lambda r: (r.config["space"], r.config["method"], r.config["seed"])):
+        by_key.setdefault((run.config["space"], run.config["method"], run.config["objective"]), []).append(run)
+    lines = ["| Space | Method | Objective | Seeds | Epochs | Test regret | NB-101 test accuracy | Op entropy | "
+             "Parent entropy | Search (s) |", "|" + "---|" * 10]
+    for (space, method, objective), group in by_key.items():
+        oracles = [r.result.get("oracle") or {} for r in group]
+        regret = [o["test_regret"] for o in oracles if "test_regret" in o]
+        test = [o["test_accuracy"] for o in oracles if "test_accuracy" in o]
+        edge = [r.result["edge_entropy"] for r in group if "edge_entropy" in r.result]
+        lines.append(f"| {space} | {method} | {objective} | {len(group)} | {group[0].result['epochs']} | "
+                     f"{_pm(mean_std(regret), 4) if regret else 'n/a'} | {_pm(mean_std(test)) if test else 'n/a'} | "
+                     f"{_pm(mean_std([r.result['entropy'] for r in group]), 3)} | "
+                     f"{_pm(mean_std(edge), 3) if edge else 'n/a'} | "
+                     f"{_pm(mean_std([r.result['search_seconds'] for r in group]), 0)} |")
+    lines += ["", "| Run | Genotype | NB-101 hash | Adjacency (rows) | Operations |", "|---|---|---|---|---|"]
+    for group in by_key.values():
+        for run in group:
+            cell = run.result.get("nb101") or {}
+            rows = "/".join("".join(str(v) for v in row) for row in cell.get("matrix", []))
+            ops = ", ".join(cell.get("ops", []))
+            lines.append(f"| {run.path.name} | `{run.result['genotype']}` | `{cell.get('hash', 'n/a')}` | "
+                         f"`{rows}` | {ops} |")
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Reproduce the GAEA paper's NAS-Bench-201 table and figures (Li et al., ICLR 2021, Table 2, Figures 1 and 4)."""
+"""Reproduce the GAEA paper's benchmark results (Li et al., ICLR 2021): the NAS-Bench-201 table and figures (Table 2,
+Figures 1 and 4), and the NAS-Bench-1Shot1 searches (Figures 1 and 2)."""
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import torch
 from .errors import ConfigError
 from .methods import METHODS
 from .nasbench import NB201Table
-from .report import aggregate, format_table_md, group_runs, load_run, plot_entropy, plot_oracle, plot_skip_strip, \
-    write_table_csv
+from .report import Run, aggregate, format_1shot1_tables, format_table_md, group_runs, load_run, plot_entropy, \
+    plot_oracle, plot_skip_strip, write_table_csv
 from .rundir import RESULT_FILE
 from .runner import Launch, PlannedRun, WorkerJob, WorkerOutcome, run_set, saved_matching
 from .runtime import resolve_device
@@ -31,6 +32,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-deep": dict(channels=8, cells=5, epoch_scale=0.8, batch_size=64, subset=10_000, resize=16),
 }
 
+# NAS-Bench-1Shot1 (appendix C.2): the 1Shot1 code's search (C=16, 9 cells, batch 96, 50 epochs) on each space.
+PRESETS_1SHOT1: dict[str, dict[str, Any]] = {
+    "paper": dict(channels=16, cells=3, epoch_scale=1.0, batch_size=96, subset=None, resize=None),
+    # 2 CPU cores: C=8, one cell per stage, 16x16 images, a 10,000-image subset, 10 of the 50 epochs.
+    "cpu": dict(channels=8, cells=1, epoch_scale=0.2, batch_size=96, subset=10_000, resize=16),
+}
+SPACES_1SHOT1 = ("nb1shot1-s1", "nb1shot1-s2", "nb1shot1-s3")
+
+
+def presets_for(space: str) -> dict[str, dict[str, Any]]:
+    """The scales a space's grid runs at."""
+    return PRESETS_1SHOT1 if space in SPACES_1SHOT1 else PRESETS
+
+
 # The paper's NAS-Bench-201 grid: DARTS-style methods under both objectives, GDAS-style under bilevel.
 DEFAULT_GRID: tuple[tuple[str, str], ...] = (
     ("gaea-darts", "erm"), ("darts", "erm"), ("gaea-darts", "bilevel"), ("darts", "bilevel"),
@@ -40,8 +55,9 @@ DEFAULT_SEEDS = (0, 1, 2)
 # A saved run is the wanted one whatever the device or the benchmark table's path; crop_pad is resolved from the
 # images' size only when the run starts.
 SAME_SETUP_IGNORES = frozenset({"device", "benchmark", "crop_pad"})
-# darts and gaea-darts run without `none` in the paper's NB201 reproductions; gdas keeps all five ops.
-EXCLUDE_NONE = {"darts": True, "gaea-darts": True, "gdas": False, "gaea-gdas": False}
+# darts and gaea-darts run without `none` in the paper's NB201 reproductions; gdas keeps all five ops; xnas, an
+# optional row set against GAEA DARTS (appendix C.4), runs as GAEA DARTS does.
+EXCLUDE_NONE = {"darts": True, "gaea-darts": True, "gdas": False, "gaea-gdas": False, "xnas": True}
 
 
 @dataclass(frozen=True)
@@ -51,15 +67,40 @@ class GridRun:
     method: str
     objective: str
     seed: int
+    space: str = "nb201"
 
     @property
     def name(self) -> str:
-        return f"{self.method}-{self.objective}-seed{self.seed}"
+        prefix = "" if self.space == "nb201" else f"{self.space}-"
+        return f"{prefix}{self.method}-{self.objective}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What `gaeanas reproduce <name>` runs: the spaces, the paper's (method, objective) pairs, its seeds."""
+
+    name: str
+    spaces: tuple[str, ...]
+    grid: tuple[tuple[str, str], ...]
+    seeds: tuple[int, ...]
+
+
+TARGETS: dict[str, Target] = {
+    "nb201": Target("nb201", ("nb201",), DEFAULT_GRID, DEFAULT_SEEDS),
+    # Figure 2: PC-DARTS against GAEA PC-DARTS, 4 seeds, on each space.
+    "nb1shot1": Target("nb1shot1", SPACES_1SHOT1, (("pcdarts", "bilevel"), ("gaea-pcdarts", "bilevel")),
+                       (0, 1, 2, 3)),
+}
 
 
 def build_grid(methods: Sequence[str] | None = None, objectives: Sequence[str] | None = None,
-               seeds: Sequence[int] = DEFAULT_SEEDS) -> list[GridRun]:
-    """The paper's grid by default; with methods or objectives given, their full product."""
+               seeds: Sequence[int] | None = None, target: str = "nb201") -> list[GridRun]:
+    """The paper's grid for `target` by default; with methods or objectives given, their full product, in every
+    space of the target."""
+    if target not in TARGETS:
+        raise ConfigError(f"unknown results to reproduce {target!r}; known: {sorted(TARGETS)}")
+    spec = TARGETS[target]
+    seeds = spec.seeds if seeds is None else seeds
     for method in methods or ():
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; known: {sorted(METHODS)}")
@@ -67,26 +108,29 @@ def build_grid(methods: Sequence[str] | None = None, objectives: Sequence[str] |
         if objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {objective!r}; known: {OBJECTIVES}")
     if methods is None and objectives is None:
-        pairs = list(DEFAULT_GRID)
+        pairs = list(spec.grid)
     else:
-        pairs = [(m, o) for m in (methods or sorted({m for m, _ in DEFAULT_GRID}))
+        pairs = [(m, o) for m in (methods or sorted({m for m, _ in spec.grid}))
                  for o in (objectives or OBJECTIVES)]
     if not seeds:
         raise ConfigError("no seeds given")
-    return [GridRun(m, o, s) for m, o in pairs for s in seeds]
+    return [GridRun(m, o, s, space) for space in spec.spaces for m, o in pairs for s in seeds]
 
 
 def grid_config(run: GridRun, scale: str, data: str, benchmark: str | None, **overrides: Any) -> SearchConfig:
     """The SearchConfig of one grid run at a scale."""
-    if scale not in PRESETS:
-        raise ConfigError(f"unknown scale {scale!r}; known: {sorted(PRESETS)}")
-    preset = dict(PRESETS[scale])
+    presets = presets_for(run.space)
+    if scale not in presets:
+        raise ConfigError(f"unknown scale {scale!r} for {run.space}; known: {sorted(presets)}")
+    preset = dict(presets[scale])
     epoch_scale = preset.pop("epoch_scale")
-    values = dict(space="nb201", method=run.method, objective=run.objective, seed=run.seed, data=data,
-                  benchmark=benchmark, exclude_none=EXCLUDE_NONE.get(run.method, False), **preset)
+    values = dict(space=run.space, method=run.method, objective=run.objective, seed=run.seed, data=data,
+                  benchmark=benchmark, **preset)
+    if run.space == "nb201":
+        values["exclude_none"] = EXCLUDE_NONE.get(run.method, False)
     values.update(overrides)
     if values.get("epochs") is None:
-        method_epochs = SearchConfig(space="nb201", method=run.method, objective=run.objective).resolved().epochs
+        method_epochs = SearchConfig(space=run.space, method=run.method, objective=run.objective).resolved().epochs
         values["epochs"] = max(1, round(method_epochs * epoch_scale))
     values["extra"] = {"scale": scale, "grid_run": run.name}
     return SearchConfig(**values)
@@ -149,10 +193,14 @@ def finished_runs(grid: Sequence[GridRun], out_dir: str | os.PathLike) -> list[P
     return finished
 
 
-def write_report(out_dir: str | os.PathLike, run_paths: Sequence[Path], table: NB201Table | None) -> list[Path]:
-    """table.md, table.csv, entropy.png, skips.png and oracle.png for the finished runs."""
+def write_report(out_dir: str | os.PathLike, run_paths: Sequence[Path], table: NB201Table | None,
+                 target: str = "nb201") -> list[Path]:
+    """table.md, table.csv, entropy.png, skips.png and oracle.png for the finished NAS-Bench-201 runs; for
+    NAS-Bench-1Shot1 runs see write_1shot1_report."""
     out = Path(out_dir)
     runs = [load_run(p) for p in run_paths]
+    if target == "nb1shot1":
+        return write_1shot1_report(out, runs)
     rows = aggregate(runs)
     best = table.best() if table is not None else None
     (out / "table.md").write_text(format_table_md(rows, best))
@@ -166,3 +214,41 @@ def write_report(out_dir: str | os.PathLike, run_paths: Sequence[Path], table: N
         written.append(out / "oracle.png")
     (out / "grid.json").write_text(json.dumps([str(p.relative_to(out)) for p in run_paths], indent=2) + "\n")
     return written
+
+
+def write_1shot1_report(out: Path, runs: Sequence[Run]) -> list[Path]:
+    """table.md (regret and entropies per space and method, then each run's NAS-Bench-101 cell), and per space
+    entropy-<space>.png (Figure 1) and, with the NAS-Bench-101 lookup, oracle-<space>.png (Figure 2's regret)."""
+    (out / "table.md").write_text(format_1shot1_tables(runs))
+    written = [out / "table.md"]
+    for space in sorted({r.config["space"] for r in runs}):
+        groups = group_runs(r for r in runs if r.config["space"] == space)
+        written.append(out / f"entropy-{space}.png")
+        plot_entropy(groups, written[-1])
+        if any(r.get("oracle") for group in groups.values() for run in group for r in run.log):
+            written.append(out / f"oracle-{space}.png")
+            plot_oracle(groups, written[-1])
+    (out / "grid.json").write_text(json.dumps([str(r.path.relative_to(out)) for r in runs], indent=2) + "\n")
+    return written
+
+
+NB101_TABLE = "nb101-table.json"
+
+
+def compact_nb101_table(path: str | os.PathLike, out_dir: Path) -> Path:
+    """The NAS-Bench-101 lookup as out_dir/nb101-table.json, read from the TFRecord once (a saved table as is), so
+    that each run loads a few MB instead of reading 500 MB."""
+    from .nasbench import NB101Table
+
+    path = Path(path)
+    if path.suffix == ".json":
+        NB101Table.load(path)  # a clear error now, not in every run
+        return path
+    compact = out_dir / NB101_TABLE
+    if not compact.is_file():
+        table = NB101Table.from_tfrecord(path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = compact.with_suffix(".json.tmp")
+        table.save(tmp)
+        tmp.replace(compact)
+    return compact

@@ -16,9 +16,8 @@ from .data import ImageDataset, channel_stats, load_dataset, seeded_subset, spli
 from .errors import ConfigError, DataError
 from .memory import require_memory
 from .methods import METHODS, Method, get_method, method_settings
-from .nasbench import NB201Table
 from .rundir import check_run_settings, config_from_dict, flag, opt, read_config
-from .relax import Architecture, deterministic
+from .relax import Architecture, Mixing, deterministic
 from .runner import (EpochCallback, EpochRunner, check_finite, evaluate, evaluation_loader, run_or_resume, seeded,
                      sgd_step, sgd_with_cosine, training_loader)
 from .runtime import PRECISIONS, autocast
@@ -89,6 +88,9 @@ class SearchConfig:
     eg_floor_last: bool | None = opt(None, "exponentiated gradient renormalises, then clamps to --eg-floor (GAEA "
                                            "GDAS's code) instead of the reverse (gaea-* methods); default: gaea-gdas on")
     arch_grad_clip: float = opt(0.0, "max L2 norm of the architecture gradient, over all its tensors; 0 disables")
+    example_clip: float | None = opt(None, "L: each example's architecture gradient is clipped to this L2 norm before "
+                                           "the batch average, and the wipeout drops operations that cannot catch "
+                                           "up at 2 * arch-lr * L a step (xnas); default: 5")
     sparse_skip: float | None = opt(None, "skip ops whose mixing weight is below this (counted as 0) so the search "
                                           "speeds up as the weights sparsify (soft-mixture methods); default: 0, off")
     tau_max: float | None = opt(None, "Gumbel temperature until the warm-up ends (gdas, gaea-gdas); default: 10")
@@ -102,7 +104,9 @@ class SearchConfig:
     device: str = opt("auto", "auto, cpu or cuda")
     precision: str = opt("fp32", "fp32 or bf16 (autocast; parameters and optimizers stay fp32)")
     channels_last: bool = opt(True, "channels_last memory format for images and weights (faster on CPU and GPU)")
-    benchmark: str | None = opt(None, "NAS-Bench-201 table (CSV) for oracle accuracies (space nb201)")
+    benchmark: str | None = opt(None, "benchmark for each epoch's genotype: the NAS-Bench-201 table (CSV) in space "
+                                      "nb201; NAS-Bench-101's nasbench_only108.tfrecord (or a table saved from it) "
+                                      "in the nb1shot1 spaces")
     extra: dict[str, Any] = field(default_factory=dict, metadata={"help": "free-form notes kept with the run"})
 
     def resolved(self) -> "SearchConfig":
@@ -116,6 +120,8 @@ class SearchConfig:
         space, method = get_space(self.space), get_method(self.method)
         refuse_unused(self, method, space)
         space.check_method(method)
+        if self.exclude_none and "none" not in space.ops:
+            raise ConfigError(f"--exclude-none does not apply to space {space.name!r}: it has no `none` operation")
         layers = (method.recipe(space.name), method.settings(), space.defaults)
         filled = {}
         for f in dataclasses.fields(self):
@@ -156,6 +162,7 @@ class SearchConfig:
                         "grad_clip": self.grad_clip, "crop_pad": self.crop_pad, "warmup_epochs": self.warmup_epochs,
                         "lr_cycle": self.lr_cycle,
                         "entropy_coef": self.entropy_coef, "arch_grad_clip": self.arch_grad_clip,
+                        "example_clip": self.example_clip,
                         "arch_weight_decay": self.arch_weight_decay}
         for name, value in non_negative.items():
             if value is not None and value < 0:
@@ -251,6 +258,7 @@ class SearchStep:
         self.arch_params = model.arch_parameters()
         self.weight_opt, self.scheduler = sgd_with_cosine(self.weight_params, cfg, cfg.nesterov, cfg.lr_cycle)
         self.arch_opt = get_method(cfg.method).build_arch_optimizer(cfg, model.arch)
+        self.clipped = self.examples = 0  # per-example clipping (XNAS): examples clipped / seen, since the last read
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean cross-entropy in fp32, number correct) under the config's precision."""
@@ -261,8 +269,11 @@ class SearchStep:
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One architecture update on (x, y); returns (loss*n, correct, n)."""
-        loss, correct = self.loss(x, y)
-        grads = torch.autograd.grad(loss, self.arch_params)
+        if self.cfg.example_clip is not None:
+            loss, correct, grads = self.clipped_example_grads(x, y)
+        else:
+            loss, correct = self.loss(x, y)
+            grads = torch.autograd.grad(loss, self.arch_params)
         for p, g in zip(self.arch_params, grads):
             p.grad = g
         if self.cfg.arch_grad_clip:
@@ -270,6 +281,35 @@ class SearchStep:
         self.arch_opt.step()
         self.arch_opt.zero_grad(set_to_none=True)
         return torch.stack([loss.detach() * len(y), correct.float(), loss.new_tensor(len(y))])
+
+    def clipped_example_grads(self, x: torch.Tensor, y: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(mean loss, correct, architecture gradient) with each example's gradient clipped to norm example_clip
+        before the batch average (XNAS).
+
+        Each example gets its own copy of the mixing weights (a leaf of shape (..., k, B, 1, 1, 1) that broadcasts
+        over its feature maps), so one backward pass gives every example's share of the batch gradient; the shares
+        sum to the usual gradient. With BatchNorm in training mode an example's loss also depends on the others
+        through the batch statistics: its share is the gradient that flows through its own mixing weights, which
+        carries its effect on the others' losses too. Returns the gradient with respect to the probabilities, as
+        the simplex update wants.
+        """
+        model, n = self.model, len(y)
+        leaves = {name: model.arch.probs(name).detach()[(..., None, None, None, None)].expand(
+            *model.arch.theta[name].shape, n, 1, 1, 1).clone().requires_grad_() for name in model.arch.theta}
+        with autocast(self.device, self.cfg.precision):
+            logits = model.net(x, {name: Mixing(w) for name, w in leaves.items()})
+        losses = F.cross_entropy(logits.float(), y, reduction="none")
+        per_example = torch.autograd.grad(losses.sum(), list(leaves.values()))  # each (..., k, B, 1, 1, 1)
+        flat = torch.cat([g.reshape(-1, n) for g in per_example])  # (all weights, B)
+        norms = flat.norm(dim=0)
+        scale = (self.cfg.example_clip / norms.clamp_min(1e-12)).clamp(max=1.0)
+        self.clipped = self.clipped + (norms > self.cfg.example_clip).sum()  # a tensor: no host sync per step
+        self.examples += n
+        grads = [(g.reshape(-1, n) * scale).sum(dim=1).reshape(g.shape[:-4]) / n for g in per_example]
+        by_name = dict(zip(leaves, grads))
+        return losses.mean().detach(), (logits.argmax(dim=1) == y).sum(), \
+            [by_name[name] for name, p in model.arch.theta.items()]
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One SGD update of the network weights on (x, y); returns (loss*n, correct, n)."""
@@ -302,7 +342,8 @@ class Search(EpochRunner):
         self.callbacks = list(callbacks)
         self.cache_dir = cache_dir
         self.method = get_method(self.cfg.method)
-        self.table = NB201Table.load(self.cfg.benchmark) if self.cfg.benchmark else None
+        space = get_space(self.cfg.space)
+        self.lookup = space.load_benchmark(self.cfg.benchmark) if self.cfg.benchmark else None
         self._setup()
 
     # ---- construction -------------------------------------------------------------------------
@@ -330,6 +371,8 @@ class Search(EpochRunner):
             self.model.to(memory_format=torch.channels_last)
         self.step = SearchStep(cfg, self.model, device)
         self.weight_opt, self.arch_opt, self.scheduler = self.step.weight_opt, self.step.arch_opt, self.step.scheduler
+        if hasattr(self.arch_opt, "set_horizon"):  # XNAS' wipeout paces itself by the architecture steps left
+            self.arch_opt.set_horizon(len(self.weight_loader) * (cfg.epochs - cfg.warmup_epochs))
         self.epoch = 0
         log.info("search: %s/%s/%s on %s (%d weight, %d arch images, %d classes) on %s", cfg.space, cfg.method,
                  cfg.objective, cfg.data, len(weight_set), len(arch_set), len(self.classes), device)
@@ -448,10 +491,14 @@ class Search(EpochRunner):
         edge_entropy = self.model.arch.edge_entropy()
         if edge_entropy is not None:
             record["edge_entropy"] = float(edge_entropy)
+        if self.cfg.example_clip is not None:  # XNAS: how often the clip acted, and how many operations are out
+            record["examples_clipped"] = float(self.step.clipped) / max(self.step.examples, 1)
+            record["wiped_out"] = sum(int((p == 0).sum()) for p in self.step.arch_params)
+            self.step.clipped = self.step.examples = 0
         if self.valid_loader is not None:
             record["valid_loss"], record["valid_acc"] = self.validate()
-        if self.table is not None:
-            record["oracle"] = self.table.query(genotype)
+        if self.lookup is not None:
+            record["oracle"] = self.lookup(genotype)
         return record
 
     def _result(self) -> dict[str, Any]:
@@ -474,6 +521,8 @@ class Search(EpochRunner):
         }
         if "edge_entropy" in last:
             result["edge_entropy"] = last["edge_entropy"]
+        space = get_space(self.cfg.space)
+        result.update(space.describe(space.parse_genotype(chosen["genotype"])))
         if best is not None:
             result["best"] = epoch_summary(best)
         return result

@@ -1,4 +1,5 @@
-"""Architecture optimizers by name: exponentiated gradient (GAEA) and the baselines' Adam, timm-style registry."""
+"""Architecture optimizers by name: exponentiated gradient (GAEA), expert advice with wipeout (XNAS) and the
+baselines' Adam, timm-style registry."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +9,10 @@ import torch
 
 from ..errors import ConfigError
 from .eg import ExponentiatedGradient, check_on_simplex, exponentiated_gradient_step
+from .xnas import ExpertAdvice, expert_advice_step
 
-__all__ = ["ExponentiatedGradient", "exponentiated_gradient_step", "check_on_simplex", "OptimInfo",
+__all__ = ["ExponentiatedGradient", "exponentiated_gradient_step", "check_on_simplex", "ExpertAdvice",
+           "expert_advice_step", "OptimInfo",
            "ARCH_OPTIMIZERS", "create_arch_optimizer"]
 
 
@@ -30,6 +33,8 @@ ARCH_OPTIMIZERS: dict[str, OptimInfo] = {info.name: info for info in (
               {"betas": (0.5, 0.999), "weight_decay": 1e-3}),
     OptimInfo("eg", ExponentiatedGradient, "simplex", ("lr", "floor", "entropy_coef", "floor_last"),
               {"floor": 1e-5, "entropy_coef": 0.0, "floor_last": False}),
+    # XNAS: expert advice with the wipeout; grad_bound is L, the per-example clip the search step applies.
+    OptimInfo("xnas", ExpertAdvice, "simplex", ("lr", "grad_bound"), {"grad_bound": 5.0}),
 )}
 
 

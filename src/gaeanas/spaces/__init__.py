@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..relax import Architecture, Relaxation
-from . import darts, nb201
+from . import darts, nb1shot1, nb201
 from .darts_genotypes import Genotype as DartsGenotype
 
 
@@ -27,6 +28,9 @@ class SearchSpace(Protocol):
     min_image_size: pixels; the smallest image side the supernet's reductions can take.
     activation_factor: the supernet's forward outputs per image, per (channel x cell x op x pixel): its
         activation memory is about batch x factor x C x N x ops x H x W numbers (measured on the meta device).
+    load_benchmark(path): for a space with `benchmark` in its settings, the lookup genotype -> {name: score} that
+        each epoch's log keeps as "oracle".
+    describe(genotype): what result.json keeps beside a genotype (e.g. its NAS-Bench-101 cell); {} by default.
     """
 
     name: str
@@ -42,6 +46,18 @@ class SearchSpace(Protocol):
     def arch_shapes(self, ops: Sequence[str], method: Any) -> dict[str, tuple[int, ...]]: ...
     def discretise(self, probs: dict[str, torch.Tensor], ops: Sequence[str]) -> Any: ...
     def parse_genotype(self, text: str) -> Any: ...
+    def load_benchmark(self, path: str) -> Callable[[Any], dict[str, float]]: ...
+    def describe(self, genotype: Any) -> dict[str, Any]: ...
+
+
+def _no_benchmark(path: str) -> Callable[[Any], dict[str, float]]:
+    raise ConfigError("this space has no benchmark table")
+
+
+def _nb201_lookup(path: str) -> Callable[[Any], dict[str, float]]:
+    from ..nasbench import NB201Table  # nasbench reads the space's genotypes: imported when used
+
+    return NB201Table.load(path).query
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,12 @@ class RegisteredSpace:
     settings: frozenset[str] = frozenset()
     min_image_size: int = 1
     activation_factor: float = 4.0
+    load_benchmark: Callable[[str], Callable[[Any], dict[str, float]]] = _no_benchmark
+    describe: Callable[[Any], dict[str, Any]] = lambda genotype: {}
+
+
+def _parse_1shot1(text: str, space: int) -> nb1shot1.Genotype:
+    return nb1shot1.Genotype.parse(text, space)
 
 
 # The GAEA code's weight update in every space (cnn/train_search.py, configs/cnn/mode/*.yaml).
@@ -72,7 +94,7 @@ SPACES: dict[str, SearchSpace] = {
         # The GAEA paper's appendix C.3, and the GAEA code's 50-epoch cosine cycle (C: the code uses 24).
         defaults={"channels": 16, "cells": 5, "objective": "erm", "epochs": 25, "batch_size": 64,
                   "lr": 0.025, "lr_min": 0.001, "lr_cycle": 50, **_REFERENCE_WEIGHT_UPDATE},
-        settings=frozenset({"benchmark"}), min_image_size=3, activation_factor=4.0),
+        settings=frozenset({"benchmark"}), min_image_size=3, activation_factor=4.0, load_benchmark=_nb201_lookup),
     "darts": RegisteredSpace(
         name="darts", ops=darts.OPS, check_method=darts.check_method,
         build_supernet=darts.build_supernet, arch_shapes=darts.arch_shapes, discretise=darts.discretise,
@@ -81,6 +103,18 @@ SPACES: dict[str, SearchSpace] = {
         defaults={"channels": 16, "cells": 8, "objective": "bilevel", "epochs": 50, "batch_size": 256,
                   "lr": 0.1, "lr_min": 0.0, "lr_cycle": 50, **_REFERENCE_WEIGHT_UPDATE},
         activation_factor=2.0),
+    **{f"nb1shot1-s{n}": RegisteredSpace(
+        name=f"nb1shot1-s{n}", ops=nb1shot1.OPS, check_method=nb1shot1.check_method,
+        build_supernet=partial(nb1shot1.build_supernet, spec), arch_shapes=partial(nb1shot1.arch_shapes, spec),
+        discretise=partial(nb1shot1.discretise, spec), parse_genotype=partial(_parse_1shot1, space=n),
+        # The 1Shot1 code's searches (optimizers/{darts,pc_darts}/train_search.py): 9 cells (3 per stage), batch 96,
+        # one cosine over the run, the held-out half for the architecture, the last epoch's cell; 50 epochs as its
+        # DARTS and GAEA's 1Shot1 figures (its PC-DARTS script defaults to 100). docs/parity.md has each value.
+        defaults={"channels": 16, "cells": 3, "objective": "bilevel", "epochs": 50, "batch_size": 96,
+                  "lr": 0.025, "lr_min": 0.001, "lr_cycle": 0, "select": "last", **_REFERENCE_WEIGHT_UPDATE},
+        settings=frozenset({"benchmark"}), activation_factor=40.0, load_benchmark=nb1shot1.load_benchmark,
+        describe=nb1shot1.describe)
+       for n, spec in nb1shot1.SPECS.items()},
 }
 
 

@@ -251,7 +251,11 @@ def _check_config(channels: int, cells: int, num_classes: int, partial: int) -> 
 
 
 def check_method(method) -> None:
-    """Every registered method fits the DARTS space: it has partial channels and edge weights."""
+    """Every registered method fits the DARTS space (it has partial channels and edge weights), except those that need
+    per-example mixing weights (XNAS' per-example clipping), which its fused cell does not take."""
+    if method is not None and method.per_example:
+        raise ConfigError(f"method {method.name!r} clips each example's architecture gradient, which the DARTS "
+                          "space's supernet does not support; use --space nb201 or a nb1shot1 space")
 
 
 def build_supernet(channels: int, cells: int, num_classes: int, ops: Sequence[str] = OPS, method=None) -> Supernet:
