@@ -204,3 +204,15 @@ def test_arch_drift_counts_architecture_steps_and_distance(tmp_path, capsys):
     bench.main([str(run), "--out", str(tmp_path / "drift.png")])
     assert "| run | gaea-darts | 0.1 | 157 | 0.1000 |" in capsys.readouterr().out
     assert (tmp_path / "drift.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_ddp_scaling_runs_one_process_and_two_ranks(tmp_path, capsys):
+    from synth import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", classes=3, per_class=12)
+    load("ddp_scaling").main(["--data", str(data), "--ranks", "1,2", "--channels", "2", "--batch-size", "12",
+                              "--subset", "36", "--resize", "8"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\| [12] \|", line)]
+    assert len(rows) == 2
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]
+    assert float(rows[0].split("|")[4].strip().rstrip("x")) == pytest.approx(1.0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
+from . import distributed
 from .errors import ConfigError, GaeanasError
 from .methods import METHODS
 from .rundir import CHECKPOINT_FILE, CONFIG_FILE, claimed_run_dir, flag, read_json
@@ -230,24 +232,45 @@ def cmd_search(args: argparse.Namespace) -> int:
         cfg.resolved()  # refuses bad settings before anything is written or loaded
         run_dir = args.out or default_run_dir(cfg)
     device = resolve_device(cfg.device)
+    dp = distributed.from_environment()
+    if dp is not None:
+        device = distributed.start(dp, device)
 
     def start(path: Path) -> Search:
-        search = Search(cfg, path, device, [ProgressBar(show_progress(args))], cache_dir=args.cache_dir)
+        search = Search(cfg, path, device, [ProgressBar(show_progress(args))], cache_dir=args.cache_dir, dp=dp)
+        ranks = "" if dp is None else f" x {dp.world_size} ranks"
         print(f"gaeanas search: {search.cfg.method} ({search.cfg.objective}) on {search.cfg.space}, data "
-              f"{search.cfg.data}, {search.cfg.epochs} epochs, device {device}; run directory {path}", flush=True)
+              f"{search.cfg.data}, {search.cfg.epochs} epochs, device {device}{ranks}; run directory {path}",
+              flush=True)
         return search
 
-    result = run_in_dir(start, "search", run_dir, bool(args.resume))
+    try:
+        if dp is not None and not dp.is_main:  # rank 0 owns the run directory; the others compute and read it
+            distributed.wait_for_main(dp)
+            Search(cfg, Path(run_dir), device, [], cache_dir=args.cache_dir, dp=dp).run()
+            return 0
+        result = run_in_dir(start, "search", run_dir, bool(args.resume), dp)
+    finally:
+        distributed.stop()
     if result is None:
         return 130
     print_result(result, run_dir)
     return 0
 
 
-def run_in_dir(start, command: str, run_dir: Path, resume: bool) -> dict | None:
-    """start(run_dir).run() in the claimed run directory, or None after Ctrl-C with a note on what was kept."""
+def run_in_dir(start, command: str, run_dir: Path, resume: bool, dp=None) -> dict | None:
+    """start(run_dir).run() in the claimed run directory, or None after Ctrl-C with a note on what was kept. In a
+    data-parallel run (dp, rank 0) the other ranks start once the directory is claimed, or stop with its error."""
     try:
-        with claimed_run_dir(run_dir, resume) as path:
+        with contextlib.ExitStack() as stack:
+            try:
+                path = stack.enter_context(claimed_run_dir(run_dir, resume))
+            except BaseException as err:
+                if dp is not None:
+                    distributed.release_others(dp, str(err))
+                raise
+            if dp is not None:
+                distributed.release_others(dp, None)
             return start(path).run()
     except KeyboardInterrupt:
         if (Path(run_dir) / CHECKPOINT_FILE).exists():
@@ -466,6 +489,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         launch = launch_from_args(args)
         if launch is not None and not args.seeds:
             raise ConfigError("--workers and --ray train several seeds at a time: give --seeds")
+        if args.seeds and distributed.from_environment() is not None:
+            raise ConfigError("under torchrun, train one seed with all the ranks; --seeds fans several trainings out "
+                              "(--workers or --ray), each on one process")
         if args.seeds:
             out = args.out or Path("runs") / f"train-{label}-seeds-{stamp}"
             device = resolve_device(cfg.device)
@@ -478,15 +504,27 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                    args.cache_dir), out)
         run_dir = args.out or Path("runs") / f"train-{label}-seed{cfg.seed}-{stamp}"
     device = resolve_device(cfg.device)
+    dp = distributed.from_environment()
+    if dp is not None:
+        device = distributed.start(dp, device)
 
     def start(path: Path) -> Trainer:
-        trainer = Trainer(cfg, path, device, [progress], cache_dir=args.cache_dir)
+        trainer = Trainer(cfg, path, device, [progress], cache_dir=args.cache_dir, dp=dp)
+        ranks = "" if dp is None else f" x {dp.world_size} ranks"
         print(f"gaeanas train: {_genotype_label(trainer.cfg.genotype)} ({_network_line(trainer.cfg)}), data "
-              f"{trainer.cfg.data}, {trainer.cfg.epochs} epochs, device {device}; run directory {path}", flush=True)
+              f"{trainer.cfg.data}, {trainer.cfg.epochs} epochs, device {device}{ranks}; run directory {path}",
+              flush=True)
         print(f"test split: {trainer.test_source}", flush=True)
         return trainer
 
-    result = run_in_dir(start, "train", run_dir, bool(args.resume))
+    try:
+        if dp is not None and not dp.is_main:  # rank 0 owns the run directory; the others compute and read it
+            distributed.wait_for_main(dp)
+            Trainer(cfg, Path(run_dir), device, [], cache_dir=args.cache_dir, dp=dp).run()
+            return 0
+        result = run_in_dir(start, "train", run_dir, bool(args.resume), dp)
+    finally:
+        distributed.stop()
     if result is None:
         return 130
     print_train_result(result)

@@ -157,25 +157,32 @@ class EpochRunner:
     records: list[dict[str, Any]]
     divergence_hint = "a lower --lr may help"
 
+    writes = True  # False on the ranks of a data-parallel run other than rank 0: they read the run directory only
+
     def run(self) -> dict[str, Any]:
         """Run the remaining epochs, logging and checkpointing each one; write and return result.json."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         settings = self.cfg.record()
         identity = config_identity(settings)
+        if self.writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self._restore(identity)  # first, so that a refused resume leaves the run directory as it was
-        write_config(self.run_dir, settings, self.device, self.cfg.KIND)
+        if self.writes:
+            write_config(self.run_dir, settings, self.device, self.cfg.KIND)
         while self.epoch < self.cfg.epochs:
             try:
                 record = self._run_epoch()
             except DivergenceError as err:
                 raise DivergenceError(f"{err}; {self._kept()}; {self.divergence_hint}") from None
             self.records.append(record)
-            append_log(self.run_dir, record)
-            write_checkpoint(self.run_dir, {**self.state_dict(), "log": self.records, "data": self.data}, identity)
+            if self.writes:
+                append_log(self.run_dir, record)
+                write_checkpoint(self.run_dir, {**self.state_dict(), "log": self.records, "data": self.data},
+                                 identity)
             for cb in self.callbacks:
                 cb.on_epoch_end(record)
         result = self._result()
-        write_json(self.run_dir / RESULT_FILE, result)
+        if self.writes:
+            write_json(self.run_dir / RESULT_FILE, result)
         return result
 
     def _kept(self) -> str:
@@ -189,12 +196,14 @@ class EpochRunner:
         state = read_checkpoint(self.run_dir, self.device, identity)
         if state is None:  # nothing to continue from: any logged epochs are stale
             self.records = []
-            write_log(self.run_dir, [])
+            if self.writes:
+                write_log(self.run_dir, [])
             return
         self._check_same_data(state.get("data"))
         self.load_state_dict(state)
         self.records = state["log"] if "log" in state else self._legacy_records()
-        write_log(self.run_dir, self.records)
+        if self.writes:
+            write_log(self.run_dir, self.records)
         log.info("resumed %s after epoch %d", self.run_dir, self.epoch)
 
     def _check_same_data(self, saved: dict[str, Any] | None) -> None:

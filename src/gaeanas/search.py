@@ -1,6 +1,7 @@
 """The architecture search loop: ERM (single-level) or first-order bilevel, with run directories and resume."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageDataset, channel_stats, load_dataset, seeded_subset, split_in_two
+from .distributed import DataParallel, data_parallel
 from .errors import ConfigError, DataError
 from .memory import require_memory
 from .methods import METHODS, Method, get_method, method_settings
@@ -252,28 +254,40 @@ class SearchStep:
     loop and the speed benchmarks drive it.
     """
 
-    def __init__(self, cfg: SearchConfig, model: SearchModel, device: torch.device) -> None:
-        self.cfg, self.model, self.device = cfg, model, device
+    def __init__(self, cfg: SearchConfig, model: SearchModel, device: torch.device,
+                 dp: DataParallel | None = None) -> None:
+        self.cfg, self.model, self.device, self.dp = cfg, model, device, dp
         self.weight_params = model.weight_parameters()
         self.arch_params = model.arch_parameters()
         self.weight_opt, self.scheduler = sgd_with_cosine(self.weight_params, cfg, cfg.nesterov, cfg.lr_cycle)
         self.arch_opt = get_method(cfg.method).build_arch_optimizer(cfg, model.arch)
         self.clipped = self.examples = 0  # per-example clipping (XNAS): examples clipped / seen, since the last read
+        # DistributedDataParallel averages the weights' gradients; arch_step averages the architecture's
+        self.forward = model if dp is None else data_parallel(
+            model, [f"arch.{name}" for name, _ in model.arch.named_parameters()])
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean cross-entropy in fp32, number correct) under the config's precision."""
         with autocast(self.device, self.cfg.precision):
-            logits = self.model(x)
+            logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), y)
         return loss, (logits.argmax(dim=1) == y).sum()
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One architecture update on (x, y); returns (loss*n, correct, n)."""
+        """One architecture update on (x, y); returns (loss*n, correct, n) of this rank's share. With data
+        parallelism the gradient is averaged over the ranks before the update, so every rank takes the same step."""
+        weight = 1.0
+        if self.dp is not None:
+            x, y, weight = self.dp.shard(x, y)
         if self.cfg.example_clip is not None:
             loss, correct, grads = self.clipped_example_grads(x, y)
+            grads = [g * weight for g in grads]
         else:
-            loss, correct = self.loss(x, y)
-            grads = torch.autograd.grad(loss, self.arch_params)
+            with self._no_weight_sync():
+                loss, correct = self.loss(x, y)
+                grads = list(torch.autograd.grad(loss * weight, self.arch_params))
+        if self.dp is not None:
+            self.dp.average_(grads)
         for p, g in zip(self.arch_params, grads):
             p.grad = g
         if self.cfg.arch_grad_clip:
@@ -311,10 +325,18 @@ class SearchStep:
         return losses.mean().detach(), (logits.argmax(dim=1) == y).sum(), \
             [by_name[name] for name, p in model.arch.theta.items()]
 
+    def _no_weight_sync(self):
+        """The architecture step's forward: DistributedDataParallel must not wait for weight gradients there."""
+        return contextlib.nullcontext() if self.dp is None else self.forward.no_sync()
+
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One SGD update of the network weights on (x, y); returns (loss*n, correct, n)."""
+        """One SGD update of the network weights on (x, y); returns (loss*n, correct, n) of this rank's share. With
+        data parallelism DistributedDataParallel averages the gradients over the ranks."""
+        weight = 1.0
+        if self.dp is not None:
+            x, y, weight = self.dp.shard(x, y)
         loss, correct = self.loss(x, y)
-        sgd_step(loss, self.weight_params, self.weight_opt, self.cfg.grad_clip)
+        sgd_step(loss * weight, self.weight_params, self.weight_opt, self.cfg.grad_clip)
         return torch.stack([loss.detach() * len(y), correct.float(), loss.new_tensor(len(y))])
 
 
@@ -335,7 +357,12 @@ class Search(EpochRunner):
     divergence_hint = "a lower --lr or --arch-lr may help"
 
     def __init__(self, cfg: SearchConfig, run_dir: str | os.PathLike, device: torch.device,
-                 callbacks: Sequence[SearchCallback] = (), cache_dir: str | os.PathLike | None = None) -> None:
+                 callbacks: Sequence[SearchCallback] = (), cache_dir: str | os.PathLike | None = None,
+                 dp: DataParallel | None = None) -> None:
+        """dp: this process's rank in a data-parallel run (each rank computes on its share of every batch; only
+        rank 0 writes the run directory); None for one process."""
+        self.dp = dp
+        self.writes = dp is None or dp.is_main
         self.cfg = dataclasses.replace(cfg.resolved(), device=str(device))
         self.run_dir = Path(run_dir)
         self.device = device
@@ -369,7 +396,7 @@ class Search(EpochRunner):
         self._check_memory(weight_set, arch_set)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.step = SearchStep(cfg, self.model, device)
+        self.step = SearchStep(cfg, self.model, device, self.dp)
         self.weight_opt, self.arch_opt, self.scheduler = self.step.weight_opt, self.step.arch_opt, self.step.scheduler
         if hasattr(self.arch_opt, "set_horizon"):  # XNAS' wipeout paces itself by the architecture steps left
             self.arch_opt.set_horizon(len(self.weight_loader) * (cfg.epochs - cfg.warmup_epochs))
@@ -454,6 +481,8 @@ class Search(EpochRunner):
                     cb.on_step(step, metrics)
         check_finite({"the network weights": torch.cat([p.detach().reshape(-1) for p in self.step.weight_params])},
                       epoch, step)
+        if self.dp is not None:  # the epoch's losses and accuracies over every rank's share
+            self.dp.sum_(totals)
         self.scheduler.step()
         self.epoch += 1
         record = self._epoch_record(totals.tolist(), lr)

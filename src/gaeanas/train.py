@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import ImageDataset, channel_stats, has_test_split, load_dataset, seeded_subset, stratified_holdout
+from .distributed import DataParallel, data_parallel
 from .errors import ConfigError, DataError
 from .report import mean_std
 from .rundir import (CONFIG_FILE, RESULT_FILE, check_run_settings, config_from_dict, flag, opt, read_config, read_json,
@@ -260,7 +261,12 @@ class Trainer(EpochRunner):
     """One from-scratch training in one run directory; `run()` starts it or continues it from its checkpoint."""
 
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike, device: torch.device,
-                 callbacks: Sequence[EpochCallback] = (), cache_dir: str | os.PathLike | None = None) -> None:
+                 callbacks: Sequence[EpochCallback] = (), cache_dir: str | os.PathLike | None = None,
+                 dp: DataParallel | None = None) -> None:
+        """dp: this process's rank in a data-parallel run (each rank trains on its share of every batch, gradients
+        averaged by DistributedDataParallel; only rank 0 writes the run directory); None for one process."""
+        self.dp = dp
+        self.writes = dp is None or dp.is_main
         self.cfg = dataclasses.replace(cfg.resolved(), device=str(device))
         self.genotype = load_cell(self.cfg)
         self.run_dir = Path(run_dir)
@@ -290,6 +296,7 @@ class Trainer(EpochRunner):
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.params = list(self.model.parameters())
+        self.forward = self.model if self.dp is None else data_parallel(self.model)
         self.optimizer, self.scheduler = sgd_with_cosine(self.params, cfg, nesterov=cfg.nesterov)
         self.epoch = 0
         log.info("train: %s network (C=%d, %s=%d) on %s (%d train, %d test images, %d classes) on %s",
@@ -329,6 +336,8 @@ class Trainer(EpochRunner):
             for cb in self.callbacks:
                 cb.on_step(step, {"loss": totals[0] / totals[2], "acc": totals[1] / totals[2]})
         check_finite({"the network weights": torch.cat([p.detach().reshape(-1) for p in self.params])}, epoch, step)
+        if self.dp is not None:  # the epoch's loss and accuracy over every rank's share
+            self.dp.sum_(totals)
         self.scheduler.step()
         test_loss, test_acc = self.evaluate()
         self.epoch += 1
@@ -340,11 +349,14 @@ class Trainer(EpochRunner):
         return record
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One SGD update on (x, y); returns (main-head loss * n, correct, n)."""
+        """One SGD update on (x, y); returns (main-head loss * n, correct, n) of this rank's share."""
+        weight = 1.0
+        if self.dp is not None:
+            x, y, weight = self.dp.shard(x, y)
         with autocast(self.device, self.cfg.precision):
-            logits, aux_logits = self.model(x)
+            logits, aux_logits = self.forward(x)
         loss = training_loss(logits, aux_logits, y, self.cfg.auxiliary_weight or 0.0)
-        sgd_step(loss, self.params, self.optimizer, self.cfg.grad_clip)
+        sgd_step(loss * weight, self.params, self.optimizer, self.cfg.grad_clip)
         main_loss = F.cross_entropy(logits.detach().float(), y)
         correct = (logits.detach().argmax(dim=1) == y).sum()
         return torch.stack([main_loss * len(y), correct.float(), main_loss.new_tensor(len(y))])
