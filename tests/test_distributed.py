@@ -132,3 +132,20 @@ def test_data_parallel_training_keeps_ranks_equal_and_steps_as_one_process(tmp_p
     dist_driver.train(0, 1, "", cfg_json, str(tmp_path / "single"), str(tmp_path), True)
     two, one = torch.load(tmp_path / "train0-2.pt"), torch.load(tmp_path / "train0-1.pt")
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(two, one))
+
+
+def test_torchrun_drives_training_and_refuses_seeds(tmp_path):
+    from synth import make_train_test_folders
+
+    data = str(make_train_test_folders(tmp_path / "data"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "gaeanas",
+            "train", "--genotype", NB201_CELL, "--data", data, "--epochs", "1", "--channels", "2", "--cells", "1",
+            "--batch-size", "8", "--no-progress"]
+    proc = subprocess.run(base + ["--out", str(tmp_path / "run")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("gaeanas train:") == 1 and "x 2 ranks" in proc.stdout
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs"] == 1
+    proc = subprocess.run(base + ["--seeds", "0,1"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0 and "under torchrun, train one seed" in proc.stderr

@@ -244,18 +244,26 @@ def cmd_search(args: argparse.Namespace) -> int:
               flush=True)
         return search
 
-    try:
-        if dp is not None and not dp.is_main:  # rank 0 owns the run directory; the others compute and read it
-            distributed.wait_for_main(dp)
-            Search(cfg, Path(run_dir), device, [], cache_dir=args.cache_dir, dp=dp).run()
-            return 0
-        result = run_in_dir(start, "search", run_dir, bool(args.resume), dp)
-    finally:
-        distributed.stop()
+    follow = lambda path: Search(cfg, path, device, [], cache_dir=args.cache_dir, dp=dp)  # noqa: E731
+    result = run_ranked(start, follow, "search", run_dir, bool(args.resume), dp)
+    if dp is not None and not dp.is_main:
+        return 0
     if result is None:
         return 130
     print_result(result, run_dir)
     return 0
+
+
+def run_ranked(start, follow, command: str, run_dir: Path, resume: bool, dp) -> dict | None:
+    """run_in_dir(start, ...), and under torchrun the other ranks' part: once rank 0 has claimed the run directory
+    they run follow(run_dir), which computes with rank 0 and reads the directory but never writes it."""
+    try:
+        if dp is not None and not dp.is_main:
+            distributed.wait_for_main(dp)
+            return follow(Path(run_dir)).run()
+        return run_in_dir(start, command, run_dir, resume, dp)
+    finally:
+        distributed.stop()
 
 
 def run_in_dir(start, command: str, run_dir: Path, resume: bool, dp=None) -> dict | None:
@@ -517,14 +525,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"test split: {trainer.test_source}", flush=True)
         return trainer
 
-    try:
-        if dp is not None and not dp.is_main:  # rank 0 owns the run directory; the others compute and read it
-            distributed.wait_for_main(dp)
-            Trainer(cfg, Path(run_dir), device, [], cache_dir=args.cache_dir, dp=dp).run()
-            return 0
-        result = run_in_dir(start, "train", run_dir, bool(args.resume), dp)
-    finally:
-        distributed.stop()
+    follow = lambda path: Trainer(cfg, path, device, [], cache_dir=args.cache_dir, dp=dp)  # noqa: E731
+    result = run_ranked(start, follow, "train", run_dir, bool(args.resume), dp)
+    if dp is not None and not dp.is_main:
+        return 0
     if result is None:
         return 130
     print_train_result(result)
