@@ -220,7 +220,8 @@ def test_reproduce_nb1shot1_runs_each_space_and_reports_their_cells(tmp_path, ca
     table = (tmp_path / "out" / "table.md").read_text()
     for path in paths:
         result = json.loads((path / "result.json").read_text())
-        assert f"| {path.name} | `{result['genotype']}` | `{result['nb101']['hash']}` |" in table
+        genotype = result["genotype"].replace("|", "\\|")
+        assert f"| {path.name} | `{genotype}` | `{result['nb101']['hash']}` |" in table
     assert "| nb1shot1-s2 | gaea-pcdarts | bilevel | 1 | 2 | n/a |" in table
     code = main(["reproduce", "nb1shot1", "--data", str(data), "--seeds", "0", "--methods", "gaea-pcdarts",
                  "--objectives", "bilevel", "--out", str(tmp_path / "out"), "--report-only"])

@@ -438,6 +438,7 @@ def format_1shot1_tables(runs: Sequence[Run]) -> str:
             cell = run.result.get("nb101") or {}
             rows = "/".join("".join(str(v) for v in row) for row in cell.get("matrix", []))
             ops = ", ".join(cell.get("ops", []))
-            lines.append(f"| {run.path.name} | `{run.result['genotype']}` | `{cell.get('hash', 'n/a')}` | "
+            genotype = run.result["genotype"].replace("|", "\\|")  # a pipe would split the markdown cell
+            lines.append(f"| {run.path.name} | `{genotype}` | `{cell.get('hash', 'n/a')}` | "
                          f"`{rows}` | {ops} |")
     return "\n".join(lines) + "\n"
