@@ -253,7 +253,8 @@ def op_entropy(record: dict[str, Any]) -> float:
     return float(np.mean(entropies))
 
 
-def plot_entropy(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLike) -> None:
+def plot_entropy(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLike,
+                 title: str = "Architecture-weight entropy") -> None:
     """Mean operation-weight entropy per epoch for each method (the paper's Figure 1)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -261,7 +262,7 @@ def plot_entropy(groups: dict[tuple[str, str], list[Run]], path: str | os.PathLi
         _band(ax, _curves(group, op_entropy), _label(key))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean entropy of operation weights (nats)")
-    ax.set_title("Architecture-weight entropy")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

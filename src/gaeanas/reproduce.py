@@ -224,7 +224,7 @@ def write_1shot1_report(out: Path, runs: Sequence[Run]) -> list[Path]:
     for space in sorted({r.config["space"] for r in runs}):
         groups = group_runs(r for r in runs if r.config["space"] == space)
         written.append(out / f"entropy-{space}.png")
-        plot_entropy(groups, written[-1])
+        plot_entropy(groups, written[-1], f"Architecture-weight entropy, {space}")
         if any(r.get("oracle") for group in groups.values() for run in group for r in run.log):
             written.append(out / f"oracle-{space}.png")
             plot_oracle(groups, written[-1])
