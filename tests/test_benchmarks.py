@@ -216,3 +216,12 @@ def test_ddp_scaling_runs_one_process_and_two_ranks(tmp_path, capsys):
     assert len(rows) == 2
     assert [row.split("|")[1].strip() for row in rows] == ["1", "2"]
     assert float(rows[0].split("|")[4].strip().rstrip("x")) == pytest.approx(1.0)
+
+
+def test_compile_breakeven_reports_overhead_and_verdict(capsys):
+    load("compile_breakeven").main(["--device", "cpu", "--channels", "2", "--batch", "4", "--image", "8",
+                                    "--steps", "2", "--backend", "eager", "--search-steps", "100"])
+    out = capsys.readouterr().out
+    assert re.search(r"eager step: [\d.]+ ms; compiled step: [\d.]+ ms \([\d.]+x\)", out)
+    assert re.search(r"compile overhead: -?[\d.]+ s", out)
+    assert re.search(r"a search of 100 steps: eager \d+ s, compiled \d+ s: compiling (gains|loses) \d+ s", out)
