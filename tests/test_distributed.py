@@ -149,3 +149,13 @@ def test_torchrun_drives_training_and_refuses_seeds(tmp_path):
     assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs"] == 1
     proc = subprocess.run(base + ["--seeds", "0,1"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0 and "under torchrun, train one seed" in proc.stderr
+
+
+def test_under_torchrun_a_bad_run_directory_stops_every_rank(tmp_path, tiny_data):
+    (tmp_path / "afile").write_text("not a folder")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "gaeanas", "search", "--data", tiny_data, "--epochs", "1", "--channels", "2",
+                           "--cells", "1", "--batch-size", "12", "--out", str(tmp_path / "afile"), "--no-progress"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode != 0
+    assert "exists and is a file" in proc.stderr and "rank 0 could not start the run" in proc.stderr

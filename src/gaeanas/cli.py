@@ -259,8 +259,7 @@ def run_ranked(start, follow, command: str, run_dir: Path, resume: bool, dp) -> 
     they run follow(run_dir), which computes with rank 0 and reads the directory but never writes it."""
     try:
         if dp is not None and not dp.is_main:
-            distributed.wait_for_main(dp)
-            return follow(Path(run_dir)).run()
+            return follow(Path(distributed.wait_for_main(dp))).run()
         return run_in_dir(start, command, run_dir, resume, dp)
     finally:
         distributed.stop()
@@ -278,7 +277,7 @@ def run_in_dir(start, command: str, run_dir: Path, resume: bool, dp=None) -> dic
                     distributed.release_others(dp, str(err))
                 raise
             if dp is not None:
-                distributed.release_others(dp, None)
+                distributed.release_others(dp, None, str(path))
             return start(path).run()
     except KeyboardInterrupt:
         if (Path(run_dir) / CHECKPOINT_FILE).exists():

@@ -91,18 +91,20 @@ def start(dp: DataParallel, device: torch.device) -> torch.device:
     return device
 
 
-def release_others(dp: DataParallel, error: str | None) -> None:
-    """Rank 0, once it has claimed the run directory (error None) or failed to: let the other ranks go on, or stop."""
-    dist.broadcast_object_list([error], src=0)
+def release_others(dp: DataParallel, error: str | None, run_dir: str | None = None) -> None:
+    """Rank 0, once it has claimed the run directory (error None) or failed to: let the other ranks go on in the same
+    directory (rank 0's path: a default name holds the time), or stop."""
+    dist.broadcast_object_list([error, run_dir], src=0)
 
 
-def wait_for_main(dp: DataParallel) -> None:
-    """The other ranks: wait until rank 0 has claimed the run directory; RunDirError with its reason if it could
-    not."""
-    message: list[str | None] = [None]
+def wait_for_main(dp: DataParallel) -> str:
+    """The other ranks: wait until rank 0 has claimed the run directory, and return its path; RunDirError with its
+    reason if it could not."""
+    message: list[str | None] = [None, None]
     dist.broadcast_object_list(message, src=0)
     if message[0] is not None:
         raise RunDirError(f"rank 0 could not start the run: {message[0]}")
+    return str(message[1])
 
 
 def stop() -> None:
