@@ -225,3 +225,18 @@ def test_compile_breakeven_reports_overhead_and_verdict(capsys):
     assert re.search(r"eager step: [\d.]+ ms; compiled step: [\d.]+ ms \([\d.]+x\)", out)
     assert re.search(r"compile overhead: -?[\d.]+ s", out)
     assert re.search(r"a search of 100 steps: eager \d+ s, compiled \d+ s: compiling (gains|loses) \d+ s", out)
+
+
+def test_xnas_clipping_reads_a_finished_run(tmp_path, capsys):
+    from gaeanas.search import SearchConfig, run_search
+    from synth import make_image_folder
+
+    data = make_image_folder(tmp_path / "data")
+    run_search(SearchConfig(space="nb201", method="xnas", data=str(data), epochs=2, channels=2, cells=1,
+                            batch_size=12, objective="bilevel", example_clip=0.01), tmp_path / "run")
+    load("xnas_clipping").main([str(tmp_path / "run"), "--batches", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\| \d \|", line)]
+    assert len(rows) == 2
+    cells = [float(c) for c in rows[0].strip("|").split("|")]
+    assert cells[2] == pytest.approx(1.0)  # L = 0.01: every example is clipped
+    assert -1.0 <= cells[5] <= 1.0 and cells[4] <= 0.01 + 1e-6  # the clipped mean is within the clip
