@@ -100,3 +100,8 @@ def test_a_search_logs_the_clipping_and_the_wipeout(tmp_path):
     # 2 lr L (T - t) = 0.01 per step left: by the end every edge keeps a single operation
     assert log[-1]["wiped_out"] == 6 * 4 and result["entropy"] == pytest.approx(0.0, abs=1e-6)
     assert all(sum(v > 0 for v in row) == 1 for row in result["arch_weights"]["cell"])
+
+
+def test_sparse_skip_is_refused_with_per_example_clipping():
+    with pytest.raises(ConfigError, match="--sparse-skip does not apply to method 'xnas'"):
+        SearchConfig(method="xnas", sparse_skip=0.1).resolved()

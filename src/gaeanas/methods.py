@@ -132,6 +132,18 @@ class SoftMixture(RelaxationRecipe):
         return Mixture(threshold=cfg.sparse_skip)
 
 
+@dataclass(frozen=True)
+class DenseMixture(RelaxationRecipe):
+    """The soft mixture with every op always run: XNAS' per-example architecture step mixes each example's own
+    weights, so there is no sparse skipping to set."""
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def build(self, cfg: Any, generator: torch.Generator | None) -> Relaxation:
+        return Mixture()
+
+
 def gumbel_temperature(tau_max: float, tau_min: float, epoch: int, epochs: int, warmup: int = 0) -> float:
     """tau_max until the warm-up ends, then down by (tau_max - tau_min) / (epochs - 1) an epoch.
 
@@ -237,7 +249,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            AdamOnLogits(lr=6e-4), SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=15,
            recipes=_PCDARTS_1SHOT1),
     Method("xnas", "XNAS: expert advice on the simplex with per-example gradient clipping and wipeout",
-           ExpertAdviceOnSimplex(), SoftMixture()),
+           ExpertAdviceOnSimplex(), DenseMixture()),
     Method("gaea-pcdarts", "GAEA PC-DARTS: PC-DARTS with op and edge weights on simplices, exponentiated gradient",
            _EG, SoftMixture(), partial_channels=4, edge_norm=True, warmup_epochs=10, recipes=_GAEA_PCDARTS_1SHOT1),
 )}
@@ -256,5 +268,5 @@ def get_method(name: str) -> Method:
 
 
 __all__ = ["ArchUpdate", "AdamOnLogits", "ExponentiatedGradientOnSimplex", "ExpertAdviceOnSimplex", "RelaxationRecipe",
-           "SoftMixture",
+           "SoftMixture", "DenseMixture",
            "GumbelSampling", "Method", "METHODS", "get_method", "method_settings", "gumbel_temperature"]

@@ -321,9 +321,7 @@ class SearchStep:
         self.clipped = self.clipped + (norms > self.cfg.example_clip).sum()  # a tensor: no host sync per step
         self.examples += n
         grads = [(g.reshape(-1, n) * scale).sum(dim=1).reshape(g.shape[:-4]) / n for g in per_example]
-        by_name = dict(zip(leaves, grads))
-        return losses.mean().detach(), (logits.argmax(dim=1) == y).sum(), \
-            [by_name[name] for name, p in model.arch.theta.items()]
+        return losses.mean().detach(), (logits.argmax(dim=1) == y).sum(), grads  # in arch_params' order
 
     def _no_weight_sync(self):
         """The architecture step's forward: DistributedDataParallel must not wait for weight gradients there."""
