@@ -52,7 +52,31 @@ def check_on_simplex(theta: torch.Tensor, name: str = "parameter") -> None:
         raise ConfigError(f"{name} rows are not normalised along the last dimension (max |sum-1| = {worst:.3g})")
 
 
-class ExponentiatedGradient(torch.optim.Optimizer):
+class SimplexOptimizer(torch.optim.Optimizer):
+    """An update of simplex rows, parameter by parameter: subclasses implement update(p, grad, group)."""
+
+    def update(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+        raise NotImplementedError
+
+    def start_group(self, group: dict) -> None:
+        """Called once per group and step, before its parameters' updates."""
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        """One update of every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self.start_group(group)
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, p.grad.to(p.dtype), group)
+        return loss
+
+
+class ExponentiatedGradient(SimplexOptimizer):
     """Exponentiated gradient (entropic mirror descent) over the last dimension of each parameter.
 
     Args:
@@ -90,17 +114,6 @@ class ExponentiatedGradient(torch.optim.Optimizer):
             for i, p in enumerate(group["params"]):
                 check_on_simplex(p, f"parameter {i}")
 
-    @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
-        """Take one exponentiated-gradient step on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                exponentiated_gradient_step(p, p.grad.to(p.dtype), group["lr"], group["floor"], group["entropy_coef"],
-                                            group.get("floor_last", False))
-        return loss
+    def update(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+        exponentiated_gradient_step(p, grad, group["lr"], group["floor"], group["entropy_coef"],
+                                    group.get("floor_last", False))

@@ -13,7 +13,7 @@ from typing import Iterable
 import torch
 
 from ..errors import ConfigError
-from .eg import check_on_simplex
+from .eg import SimplexOptimizer, check_on_simplex
 
 
 @torch.no_grad()
@@ -30,7 +30,7 @@ def expert_advice_step(theta: torch.Tensor, grad: torch.Tensor, lr: float, wipeo
     return theta.copy_(torch.exp(log_theta))
 
 
-class ExpertAdvice(torch.optim.Optimizer):
+class ExpertAdvice(SimplexOptimizer):
     """XNAS' architecture update over the last dimension of each parameter (rows on the simplex).
 
     Args:
@@ -58,18 +58,12 @@ class ExpertAdvice(torch.optim.Optimizer):
         for group in self.param_groups:
             group["horizon"] = int(steps)
 
-    @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
-        """One expert-advice step, then the wipeout, on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            group["steps"] += 1
-            left = group["horizon"] - group["steps"]
-            gap = 2.0 * group["lr"] * group["grad_bound"] * left if group["horizon"] and group["grad_bound"] else None
-            for p in group["params"]:
-                if p.grad is not None:
-                    expert_advice_step(p, p.grad.to(p.dtype), group["lr"], gap)
-        return loss
+    def start_group(self, group: dict) -> None:
+        """Count the step; the wipeout's gap for the steps left (None: no wipeout yet, or none asked for)."""
+        group["steps"] += 1
+        left = group["horizon"] - group["steps"]
+        group["gap"] = 2.0 * group["lr"] * group["grad_bound"] * left if group["horizon"] and group["grad_bound"] \
+            else None
+
+    def update(self, p: torch.Tensor, grad: torch.Tensor, group: dict) -> None:
+        expert_advice_step(p, grad, group["lr"], group["gap"])
