@@ -231,3 +231,19 @@ def test_reproduce_nb1shot1_runs_each_space_and_reports_their_cells(tmp_path, ca
 def test_reproduce_nb201_still_needs_its_table(tmp_path, capsys):
     code = main(["reproduce", "nb201", "--data", str(tmp_path), "--report-only"])
     assert code == 2 and "needs --benchmark" in capsys.readouterr().err
+
+
+def test_method_recipes_name_the_registered_1shot1_spaces():
+    from gaeanas.methods import METHODS
+    from gaeanas.spaces.nb1shot1 import SPACE_NAMES
+
+    assert set(SPACE_NAMES) == {name for name in SPACES if name.startswith("nb1shot1")}
+    for method in ("pcdarts", "gaea-pcdarts"):
+        assert set(METHODS[method].recipes) >= set(SPACE_NAMES)
+
+
+def test_reproduce_nb1shot1_refuses_a_scale_it_does_not_have(tmp_path, capsys):
+    code = main(["reproduce", "nb1shot1", "--scale", "cpu-deep", "--data", str(make_image_folder(tmp_path / "d")),
+                 "--seeds", "0", "--out", str(tmp_path / "out")])
+    assert code == 2 and "unknown scale 'cpu-deep' for nb1shot1-s1" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()

@@ -122,7 +122,7 @@ class ProgressBar(NullCallback):
     def on_epoch_end(self, record: dict) -> None:
         self.bar.close()
         oracle = record.get("oracle")
-        bench = "".join(f"  {ORACLE_LABELS.get(name, name)} {value:.{4 if 'regret' in name else 2}f}"
+        bench = "".join(f"  {ORACLE_LABELS.get(name, name)} {score_text(name, value)}"
                         for name, value in (oracle or {}).items())
         valid = "" if record.get("valid_acc") is None else f"valid {record['valid_acc']:5.2f}  "
         print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  acc {record['train_acc']:5.2f}  {valid}"
@@ -132,6 +132,11 @@ class ProgressBar(NullCallback):
 # Short names of the benchmark scores in the per-epoch line (NAS-Bench-201 datasets; NAS-Bench-101 via 1Shot1).
 ORACLE_LABELS = {"cifar10": "c10", "cifar100": "c100", "ImageNet16-120": "in16", "test_accuracy": "test",
                  "validation_accuracy": "valid", "test_regret": "regret"}
+
+
+def score_text(name: str, value: float) -> str:
+    """A benchmark score as printed: accuracies in % with 2 decimals, regret (a fraction) with 4."""
+    return f"{value:.{4 if name == 'test_regret' else 2}f}"
 
 
 def _flag_type(field: dataclasses.Field, config_cls: type) -> Any:
@@ -294,7 +299,7 @@ def print_result(result: dict, run_dir: Path) -> None:
     print(f"final architecture entropy: {result['entropy']:.4f} nats; search time {result['search_seconds']:.1f}s")
     for name, value in (result.get("oracle") or {}).items():
         label = name.replace("_", " ") if name in ORACLE_LABELS and "_" in name else f"{name} test accuracy"
-        print(f"  {label:>28}: {value:.{4 if 'regret' in name else 2}f}")
+        print(f"  {label:>28}: {score_text(name, value)}")
     if result.get("nb101"):
         print(f"  NAS-Bench-101 cell {result['nb101']['hash']}: ops {result['nb101']['ops']}, "
               f"adjacency {result['nb101']['matrix']}")

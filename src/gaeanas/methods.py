@@ -226,6 +226,7 @@ _ADAM, _EG = AdamOnLogits(lr=3e-4), ExponentiatedGradientOnSimplex(lr=0.1)
 _EG_GDAS = ExponentiatedGradientOnSimplex(lr=0.01, entropy_coef=0.01, floor_last=True)
 # First-order DARTS' own weight recipe on its space (DARTS paper; GAEA appendix C.1.1), not PC-DARTS' batch 256.
 _DARTS_SPACE = {"batch_size": 64, "lr": 0.025, "lr_min": 0.001}
+# spaces.nb1shot1.SPACE_NAMES (spaces import this module, so the names are spelled out here; a test checks they agree)
 _1SHOT1_SPACES = tuple(f"nb1shot1-s{n}" for n in (1, 2, 3))
 # The 1Shot1 code's PC-DARTS (optimizers/pc_darts/train_search.py): DARTS' arch step 3e-4, no warm-up; GAEA's
 # appendix C.2: GAEA PC-DARTS there is the same with exponentiated gradient at 0.1.

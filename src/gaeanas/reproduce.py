@@ -18,6 +18,7 @@ from .report import Run, aggregate, format_1shot1_tables, format_table_md, group
 from .rundir import RESULT_FILE
 from .runner import Launch, PlannedRun, WorkerJob, WorkerOutcome, run_set, saved_matching
 from .runtime import resolve_device
+from .spaces import nb1shot1
 from .search import OBJECTIVES, Search, SearchCallback, SearchConfig
 
 # Overrides of SearchConfig for each scale. epoch_scale multiplies each method's own search length (gaea-darts and
@@ -38,7 +39,7 @@ PRESETS_1SHOT1: dict[str, dict[str, Any]] = {
     # 2 CPU cores: C=8, one cell per stage, 16x16 images, a 10,000-image subset, 10 of the 50 epochs.
     "cpu": dict(channels=8, cells=1, epoch_scale=0.2, batch_size=96, subset=10_000, resize=16),
 }
-SPACES_1SHOT1 = ("nb1shot1-s1", "nb1shot1-s2", "nb1shot1-s3")
+SPACES_1SHOT1 = nb1shot1.SPACE_NAMES
 
 
 def presets_for(space: str) -> dict[str, dict[str, Any]]:

@@ -103,8 +103,8 @@ SPACES: dict[str, SearchSpace] = {
         defaults={"channels": 16, "cells": 8, "objective": "bilevel", "epochs": 50, "batch_size": 256,
                   "lr": 0.1, "lr_min": 0.0, "lr_cycle": 50, **_REFERENCE_WEIGHT_UPDATE},
         activation_factor=2.0),
-    **{f"nb1shot1-s{n}": RegisteredSpace(
-        name=f"nb1shot1-s{n}", ops=nb1shot1.OPS, check_method=nb1shot1.check_method,
+    **{name: RegisteredSpace(
+        name=name, ops=nb1shot1.OPS, check_method=nb1shot1.check_method,
         build_supernet=partial(nb1shot1.build_supernet, spec), arch_shapes=partial(nb1shot1.arch_shapes, spec),
         discretise=partial(nb1shot1.discretise, spec), parse_genotype=partial(_parse_1shot1, space=n),
         # The 1Shot1 code's searches (optimizers/{darts,pc_darts}/train_search.py): 9 cells (3 per stage), batch 96,
@@ -114,7 +114,7 @@ SPACES: dict[str, SearchSpace] = {
                   "lr": 0.025, "lr_min": 0.001, "lr_cycle": 0, "select": "last", **_REFERENCE_WEIGHT_UPDATE},
         settings=frozenset({"benchmark"}), activation_factor=40.0, load_benchmark=nb1shot1.load_benchmark,
         describe=nb1shot1.describe)
-       for n, spec in nb1shot1.SPECS.items()},
+       for name, (n, spec) in zip(nb1shot1.SPACE_NAMES, nb1shot1.SPECS.items())},
 }
 
 

@@ -63,6 +63,9 @@ SPECS: dict[int, SpaceSpec] = {
 }
 
 
+SPACE_NAMES: tuple[str, ...] = tuple(f"nb1shot1-s{n}" for n in SPECS)  # their names in the space registry
+
+
 def input_tensor_name(node: int) -> str:
     """Name of the parent-weight tensor of intermediate node `node`."""
     return f"inputs{node}"
