@@ -240,3 +240,47 @@ def test_xnas_clipping_reads_a_finished_run(tmp_path, capsys):
     cells = [float(c) for c in rows[0].strip("|").split("|")]
     assert cells[2] == pytest.approx(1.0)  # L = 0.01: every example is clipped
     assert -1.0 <= cells[5] <= 1.0 and cells[4] <= 0.01 + 1e-6  # the clipped mean is within the clip
+
+
+def test_search_end_to_end_times_our_search_in_a_fresh_process(tmp_path):
+    from synth import make_train_test_folders
+
+    data = make_train_test_folders(tmp_path / "data")
+    bench = load("search_end_to_end")
+    args = bench.parse_args(["--data", str(data), "--peer-repo", str(tmp_path), "--subset", "16", "--batch", "4",
+                             "--channels", "4", "--cells", "1", "--threads", "1"])
+    report = bench.timed_child(bench.child_command(args, "ours", str(tmp_path / "cache")))
+    assert report["data"] > 0 and report["compute"] > 0 and report["other"] > 0
+    assert report["wall"] == pytest.approx(report["data"] + report["compute"] + report["other"])
+    from gaeanas.spaces import get_space
+    get_space("nb201").parse_genotype(report["genotype"])  # a whole NAS-Bench-201 cell
+    assert not any((tmp_path / "cache").rglob("*.pt"))  # a subset decodes only its own images, and caches nothing
+
+
+def test_search_end_to_end_needs_the_peer_repo(tmp_path):
+    with pytest.raises(SystemExit):
+        load("search_end_to_end").main(["--data", str(tmp_path)])
+
+
+def test_timed_loader_counts_waits_and_keeps_every_batch():
+    bench = load("search_end_to_end")
+    clock = bench.new_clock()
+    loader = bench.TimedLoader([sum(range(20_000)) for _ in range(3)], clock)
+    assert len(loader) == 3 and list(loader) == [sum(range(20_000))] * 3
+    assert clock["waits"] > 0
+    clock.update(load=1.0, loops=5.0, waits=2.0)
+    assert bench.split(clock) == {"data": 3.0, "compute": 3.0}
+
+
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_step_profile_groups_the_step_and_bounds_it_by_its_convolutions(space, capsys):
+    load("step_profile").main(["--space", space, "--steps", "1", "--channels", "4", "--cells", "3", "--batch", "2", "--peak-n", "256"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "%" in line}
+    shares = [int(re.search(r"\| (\d+)% \|", row).group(1)) for name, row in rows.items() if not name.startswith("aten")]
+    assert "convolution" in rows and "batch norm" in rows
+    assert sum(shares) == pytest.approx(100, abs=len(shares))  # every aten op is in one group (rounding aside)
+    conv_gflop = float(rows["convolution"].split("|")[4])
+    assert conv_gflop > 0
+    whole, bound = map(int, re.search(r"(\d+)% of peak; with every other group free it would reach (\d+)%", out).groups())
+    assert whole <= bound

@@ -948,3 +948,27 @@ def test_loader_rejects_generator_on_other_device() -> None:
         DeviceLoader(ds, 2, torch.Generator())
     with pytest.raises(DataError, match="generator"):
         augment_batch(ds.images, torch.Generator())
+
+
+def test_a_subset_of_an_image_folder_decodes_only_its_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_dataset(subset=n, seed=s) equals seeded_subset of the whole folder: without a cache of the whole
+    decode only the n images kept are decoded, and nothing partial is cached; with one, they come from it."""
+    make_image_folder(tmp_path / "imgs", classes=3, per_class=8, size=8)
+    decoded: list[int] = []
+    real = folders._decode_images
+    monkeypatch.setattr(folders, "_decode_images", lambda paths, resize: decoded.append(len(paths)) or real(paths, resize))
+    part = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache", subset=7, seed=3)
+    assert decoded == [7] and not list((tmp_path / "cache").rglob("*.pt"))
+    whole = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache")
+    assert decoded == [7, 24]
+    want = data.seeded_subset(whole, 7, 3)
+    assert torch.equal(part.images, want.images) and torch.equal(part.labels, want.labels)
+    assert part.classes == whole.classes
+    cached = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache", subset=7, seed=3)
+    assert decoded == [7, 24]  # taken from the cache of the whole folder
+    assert torch.equal(cached.images, want.images) and torch.equal(cached.labels, want.labels)
+    other = load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "cache", subset=7, seed=4)
+    assert not torch.equal(other.labels, want.labels) or not torch.equal(other.images, want.images)
+    with pytest.raises(DataError, match=r"subset size must be in 1\.\.24"):
+        load_dataset(str(tmp_path / "imgs"), cache_dir=tmp_path / "fresh", subset=25)
+    assert load_dataset("digits", subset=10, seed=1).images.shape[0] == 10  # named datasets subset after loading

@@ -100,12 +100,19 @@ def test_depthwise_module_keeps_conv2d_state_dict():
 
 # ---- fused kernels: the name -> kernel tables against the blocks one by one --------------------------
 
-def _assert_fused_matches_each_block(fused, blocks: list[nn.Module], x: torch.Tensor) -> None:
-    """fused(x, blocks) -> per-edge outputs equal each block on x: values, gradients of x and of every
-    parameter, BN running statistics. The blocks are compared with deep copies run one by one."""
+def _assert_fused_matches_each_block(fused, blocks: list[nn.Module], x: torch.Tensor, per_example: bool = False
+                                     ) -> None:
+    """fused(x, blocks, scale) -> per-edge outputs equal scale[e] * block e on x: values, gradients of x, of the
+    scale (the mixing weights) and of every parameter, BN running statistics. The blocks are compared with deep
+    copies run one by one. per_example: a weight per edge and example, (E, B, 1, 1, 1), as XNAS' clipping uses."""
     twins = [copy.deepcopy(b) for b in blocks]
     x, x_twin = x.clone().requires_grad_(), x.clone().requires_grad_()
-    outs, expected = fused(x, blocks), [t(x_twin) for t in twins]
+    scale = torch.tensor([0.7, -0.2, 1.3][:len(blocks)])
+    if per_example:
+        scale = scale.view(-1, 1, 1, 1, 1) * torch.linspace(0.5, 1.5, len(x)).view(1, -1, 1, 1, 1)
+    scale.requires_grad_()
+    scale_twin = scale.detach().clone().requires_grad_()
+    outs, expected = fused(x, blocks, scale), [w * t(x_twin) for w, t in zip(scale_twin, twins)]
     assert len(outs) == len(expected)
     for out, want in zip(outs, expected):
         torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-4)
@@ -113,6 +120,7 @@ def _assert_fused_matches_each_block(fused, blocks: list[nn.Module], x: torch.Te
     torch.autograd.backward(list(outs), grads)
     torch.autograd.backward(expected, grads)
     torch.testing.assert_close(x.grad, x_twin.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(scale.grad, scale_twin.grad, atol=1e-4, rtol=1e-4)
     for b, t in zip(blocks, twins):
         for p, q in zip(b.parameters(), t.parameters()):
             torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
@@ -122,25 +130,29 @@ def _assert_fused_matches_each_block(fused, blocks: list[nn.Module], x: torch.Te
 
 @pytest.mark.parametrize("name", sorted(set(DARTS_OPS) - {"none"}))
 @pytest.mark.parametrize("stride", [1, 2])
-def test_every_darts_op_has_a_fused_kernel_equal_to_its_edges_one_by_one(name, stride):
-    """The kernel of DARTS_FUSED on 3 edges' blocks (as the search cell builds them) is their stacked outputs."""
+@pytest.mark.parametrize("affine,per_example", [(True, False), (False, False), (False, True)])
+def test_every_darts_op_has_a_fused_kernel_equal_to_its_edges_one_by_one(name, stride, affine, per_example):
+    """The kernel of DARTS_FUSED on 3 edges' blocks (as the search cell builds them) is their stacked outputs, each
+    times its edge's mixing weight (folded into BN where the op ends in one)."""
     assert name in DARTS_FUSED, f"DARTS op {name!r} has no fused kernel in DARTS_FUSED"
     torch.manual_seed(0)
-    blocks = [DartsMixedOp._build(name, 4, stride, affine=True) for _ in range(3)]
+    blocks = [DartsMixedOp._build(name, 4, stride, affine=affine) for _ in range(3)]
 
-    def fused(x, blocks):
-        return DARTS_FUSED[name](x, blocks, {}).chunk(len(blocks), dim=1)
+    def fused(x, blocks, scale):
+        return DARTS_FUSED[name](x, blocks, {}, scale).chunk(len(blocks), dim=1)
 
-    _assert_fused_matches_each_block(fused, blocks, torch.randn(2, 4, 8, 8))
+    _assert_fused_matches_each_block(fused, blocks, torch.randn(2, 4, 8, 8), per_example)
 
 
 @pytest.mark.parametrize("name", sorted(set(NB201_OPS) - {"none"}))
-def test_every_nb201_op_has_a_fused_kernel_equal_to_its_edges_one_by_one(name):
-    """The kernel of NB201_FUSED on 3 edges' blocks gives each block's output."""
+@pytest.mark.parametrize("affine,per_example", [(True, False), (False, False), (False, True)])
+def test_every_nb201_op_has_a_fused_kernel_equal_to_its_edges_one_by_one(name, affine, per_example):
+    """The kernel of NB201_FUSED on 3 edges' blocks gives each block's output times its edge's mixing weight."""
     assert name in NB201_FUSED, f"NAS-Bench-201 op {name!r} has no fused kernel in NB201_FUSED"
     torch.manual_seed(0)
-    blocks = [NB201_OPS[name](4, 4, 1, True) for _ in range(3)]
-    _assert_fused_matches_each_block(lambda x, b: NB201_FUSED[name](x, b, {}), blocks, torch.randn(2, 4, 8, 8))
+    blocks = [NB201_OPS[name](4, 4, 1, affine) for _ in range(3)]
+    _assert_fused_matches_each_block(lambda x, b, s: NB201_FUSED[name](x, b, {}, s), blocks, torch.randn(2, 4, 8, 8),
+                                     per_example)
 
 
 def test_none_has_no_fused_kernel_and_an_unknown_op_names_itself():

@@ -79,16 +79,40 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding
 # on the op classes of gaeanas.ops (which imports this module) rather than importing them.
 
 
-def batch_norm_together(y: torch.Tensor, bns: Sequence[nn.BatchNorm2d]) -> torch.Tensor:
+def per_channel(scale: torch.Tensor, channels: int) -> torch.Tensor:
+    """(E,) per-block factors -> (E*channels,), block e's factor on its channels e*channels..(e+1)*channels."""
+    return scale.repeat_interleave(channels)
+
+
+def scaled(y: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """y (B, E*C, H, W) with block e's channels times scale[e]; y itself without a scale. scale is (E,), or
+    (E, B, 1, 1, 1) for per-example weights (XNAS' clipping)."""
+    if scale is None:
+        return y
+    if scale.dim() > 1:
+        return torch.cat([part * s for part, s in zip(y.chunk(len(scale), dim=1), scale)], dim=1)
+    return y * per_channel(scale, y.shape[1] // len(scale)).view(1, -1, 1, 1)
+
+
+def batch_norm_together(y: torch.Tensor, bns: Sequence[nn.BatchNorm2d], scale: torch.Tensor | None = None
+                        ) -> torch.Tensor:
     """BatchNorm of E stacked blocks of channels, y: (B, E*C, H, W), each block with its own BN, in one call.
 
     BN is per channel, so this is exactly the E separate calls; running statistics are written back.
+    scale: (E,) factors for the blocks' outputs (a mixed op's weights), folded into BN's per-channel affine
+    weight: scale[e] * BN_e(y_e) in the same pass, and their gradients from BN backward's own reductions.
+    Per-example factors (E, B, 1, 1, 1) cannot ride in BN: they multiply its output.
     """
+    if scale is not None and scale.dim() > 1:
+        return scaled(batch_norm_together(y, bns), scale)
     bn = bns[0]
     track = bn.track_running_stats and bn.momentum is not None
     training = bn.training or not track
     stats = [torch.cat([b.running_mean for b in bns]), torch.cat([b.running_var for b in bns])] if track else [None, None]
     affine = [torch.cat([b.weight for b in bns]), torch.cat([b.bias for b in bns])] if bn.affine else [None, None]
+    if scale is not None:
+        factor = per_channel(scale, y.shape[1] // len(bns))
+        affine = [factor, None] if affine[0] is None else [affine[0] * factor, affine[1] * factor]
     y = F.batch_norm(y, stats[0], stats[1], affine[0], affine[1], training, bn.momentum or 0.0, bn.eps)
     if track and bn.training:
         with torch.no_grad():
@@ -111,7 +135,8 @@ def even_and_odd_pixels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return evens, odds
 
 
-def factorized_reduce_together(x: torch.Tensor, blocks: Sequence[nn.Module]) -> torch.Tensor:
+def factorized_reduce_together(x: torch.Tensor, blocks: Sequence[nn.Module], scale: torch.Tensor | None = None
+                               ) -> torch.Tensor:
     """E FactorizedReduce blocks applied to the same x at once: (B, C, H, W) -> (B, E*C_out, H/2, W/2).
 
     One 1x1 conv over [evens, odds] whose weight is block e's conv_a on the evens' channels and conv_b on the
@@ -126,25 +151,29 @@ def factorized_reduce_together(x: torch.Tensor, blocks: Sequence[nn.Module]) -> 
         weights += [F.pad(b.conv_a.weight, (0, 0, 0, 0, 0, c)), F.pad(b.conv_b.weight, (0, 0, 0, 0, c, 0))]
     grids = torch.cat([evens, odds], dim=1).contiguous(memory_format=memory_format_of(x))  # odd sizes lose it
     y = F.conv2d(grids, torch.cat(weights))
-    return batch_norm_together(y, [b.bn for b in blocks])
+    return batch_norm_together(y, [b.bn for b in blocks], scale)
 
 
-def dil_conv_together(x: torch.Tensor, blocks: Sequence[nn.Sequential]) -> torch.Tensor:
+def dil_conv_together(x: torch.Tensor, blocks: Sequence[nn.Sequential], scale: torch.Tensor | None = None
+                      ) -> torch.Tensor:
     """The conv-conv-BN part of E DilConv blocks at once. x: (B, E*C, H, W), block e's (ReLU'd) input in
-    channels e*C..(e+1)*C -> (B, E*C_out, H', W'): grouped depthwise conv, grouped 1x1 conv, stacked BN."""
+    channels e*C..(e+1)*C -> (B, E*C_out, H', W'): grouped depthwise conv, grouped 1x1 conv, stacked BN
+    (scaled per block by `scale`, see batch_norm_together)."""
     dw = blocks[0][1]
     y = depthwise_conv2d(x, torch.cat([b[1].weight for b in blocks]), dw.stride[0], dw.padding[0], dw.dilation[0])
     y = F.conv2d(y, torch.cat([b[2].weight for b in blocks]), None, groups=len(blocks))
-    return batch_norm_together(y, [b[3] for b in blocks])
+    return batch_norm_together(y, [b[3] for b in blocks], scale)
 
 
-def sep_conv_together(x: torch.Tensor, blocks: Sequence[nn.Sequential]) -> torch.Tensor:
+def sep_conv_together(x: torch.Tensor, blocks: Sequence[nn.Sequential], scale: torch.Tensor | None = None
+                      ) -> torch.Tensor:
     """E SepConv blocks at once on stacked, already ReLU'd inputs x: (B, E*C, H, W) -> (B, E*C, H', W')."""
     y = dil_conv_together(x, [b[0] for b in blocks])
-    return dil_conv_together(torch.relu(y), [b[1] for b in blocks])
+    return dil_conv_together(torch.relu(y), [b[1] for b in blocks], scale)
 
 
-def conv_bn_together(x: torch.Tensor, blocks: Sequence[nn.Sequential]) -> list[torch.Tensor]:
+def conv_bn_together(x: torch.Tensor, blocks: Sequence[nn.Sequential], scale: torch.Tensor | None = None
+                     ) -> list[torch.Tensor]:
     """Apply the Conv-BN of several ReLUConvBN blocks to the same (already ReLU'd) input in one go.
 
     Stacks the convolution weights along output channels, runs one convolution and one BatchNorm over
@@ -152,20 +181,22 @@ def conv_bn_together(x: torch.Tensor, blocks: Sequence[nn.Sequential]) -> list[t
     """
     conv = blocks[0][1]
     y = F.conv2d(x, torch.cat([b[1].weight for b in blocks]), None, conv.stride, conv.padding)  # (B, E*C, H, W)
-    y = batch_norm_together(y, [b[2] for b in blocks])
+    y = batch_norm_together(y, [b[2] for b in blocks], scale)
     return list(y.chunk(len(blocks), dim=1))
 
 
 # ---- fused kernels: the entries of the name -> kernel tables next to the op lists ----------------------
 # A fused kernel runs one op on the E edges that leave the same source state x, given that op's E blocks
-# (one per edge, in edge order) and the source's cache, which shares derived inputs (the ReLU'd x, tiled
-# or not) between the kernels of the different ops. `none` has no kernel: the supernets skip it.
+# (one per edge, in edge order), the source's cache, which shares derived inputs (the ReLU'd x, tiled
+# or not) between the kernels of the different ops, and the op's (E,) mixing weights on those edges, which
+# multiply each edge's output. Ops that end in BN fold the weights into BN's affine weight (no pass of
+# their own, forward or backward). `none` has no kernel: the supernets skip it.
 
 SourceCache = dict[str, torch.Tensor]
-FusedKernel = Callable[[torch.Tensor, Sequence[nn.Module], SourceCache], torch.Tensor]
-"""(x, blocks, cache) -> the E outputs stacked along channels, (B, E*C_out, H', W') (DARTS cells)."""
-FusedEdgesKernel = Callable[[torch.Tensor, Sequence[nn.Module], SourceCache], list[torch.Tensor]]
-"""(x, blocks, cache) -> the E outputs, one per edge; edges may share one tensor (NAS-Bench-201 cells)."""
+FusedKernel = Callable[[torch.Tensor, Sequence[nn.Module], SourceCache, torch.Tensor], torch.Tensor]
+"""(x, blocks, cache, scale) -> the E scaled outputs stacked along channels, (B, E*C_out, H', W') (DARTS cells)."""
+FusedEdgesKernel = Callable[[torch.Tensor, Sequence[nn.Module], SourceCache, torch.Tensor], list[torch.Tensor]]
+"""(x, blocks, cache, scale) -> the E scaled outputs, one per edge (NAS-Bench-201 cells)."""
 K = TypeVar("K", FusedKernel, FusedEdgesKernel)
 
 
@@ -184,37 +215,41 @@ def _tiled_relu(x: torch.Tensor, n: int, cache: SourceCache) -> torch.Tensor:
     return _cached(cache, f"relu_tiled{n}", lambda: tile_channels(_relu(x, cache), n))  # (B, n*C, H, W)
 
 
-def sep_convs(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache) -> torch.Tensor:
+def sep_convs(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache, scale: torch.Tensor) -> torch.Tensor:
     """SepConv on every edge: grouped convs over the tiled ReLU'd input (shared with dil_convs)."""
-    return sep_conv_together(_tiled_relu(x, len(blocks), cache), blocks)
+    return sep_conv_together(_tiled_relu(x, len(blocks), cache), blocks, scale)
 
 
-def dil_convs(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache) -> torch.Tensor:
+def dil_convs(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache, scale: torch.Tensor) -> torch.Tensor:
     """DilConv on every edge: grouped convs over the tiled ReLU'd input (shared with sep_convs)."""
-    return dil_conv_together(_tiled_relu(x, len(blocks), cache), blocks)
+    return dil_conv_together(_tiled_relu(x, len(blocks), cache), blocks, scale)
 
 
-def pools_then_bn(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache) -> torch.Tensor:
+def pools_then_bn(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache, scale: torch.Tensor
+                  ) -> torch.Tensor:
     """(pooling, BN) blocks: the pooling is the same on every edge, so it runs once; then one stacked BN."""
-    return batch_norm_together(tile_channels(blocks[0][0](x), len(blocks)), [b[1] for b in blocks])
+    return batch_norm_together(tile_channels(blocks[0][0](x), len(blocks)), [b[1] for b in blocks], scale)
 
 
-def skips(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache) -> torch.Tensor:
+def skips(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache, scale: torch.Tensor) -> torch.Tensor:
     """DARTS skip_connect: nn.Identity at stride 1 (x on every edge), FactorizedReduce at stride 2."""
     if isinstance(blocks[0], nn.Identity):
-        return tile_channels(x, len(blocks))
-    return factorized_reduce_together(x, blocks)
+        return scaled(tile_channels(x, len(blocks)), scale)
+    return factorized_reduce_together(x, blocks, scale)
 
 
-def relu_conv_bns(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache) -> list[torch.Tensor]:
-    """ReLUConvBN on every edge: one ReLU (shared), one stacked conv, one stacked BN."""
-    return conv_bn_together(_relu(x, cache), blocks)
+def relu_conv_bns(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache, scale: torch.Tensor
+                  ) -> list[torch.Tensor]:
+    """ReLUConvBN on every edge: one ReLU (shared), one stacked conv, one stacked BN (scaled)."""
+    return conv_bn_together(_relu(x, cache), blocks, scale)
 
 
-def parameter_free(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache) -> list[torch.Tensor]:
-    """An op without parameters or state gives the same output on every edge: it runs once."""
+def parameter_free(x: torch.Tensor, blocks: Sequence[nn.Module], cache: SourceCache, scale: torch.Tensor
+                   ) -> list[torch.Tensor]:
+    """An op without parameters or state gives the same output on every edge: it runs once, then is scaled per
+    edge."""
     out = blocks[0](x)
-    return [out] * len(blocks)
+    return [w * out for w in scale]
 
 
 def fused_kernel(table: Mapping[str, K], name: str) -> K:

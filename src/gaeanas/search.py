@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from .data import ImageDataset, channel_stats, load_dataset, seeded_subset, split_in_two
+from .data import ImageDataset, channel_stats, load_dataset, split_in_two
 from .distributed import DataParallel, data_parallel
 from .errors import ConfigError, DataError
 from .memory import require_memory
@@ -341,9 +341,7 @@ class SearchStep:
 def load_search_data(cfg: SearchConfig, cache_dir: str | os.PathLike | None = None
                      ) -> tuple[ImageDataset, ImageDataset]:
     """(weight set, architecture set): the same training set for ERM, its two seeded halves for bilevel."""
-    train = load_dataset(cfg.data, "train", resize=cfg.resize, cache_dir=cache_dir)
-    if cfg.subset is not None:
-        train = seeded_subset(train, cfg.subset, cfg.seed)
+    train = load_dataset(cfg.data, "train", resize=cfg.resize, cache_dir=cache_dir, subset=cfg.subset, seed=cfg.seed)
     if cfg.objective == "erm":
         return train, train
     return split_in_two(train, cfg.seed, 0.5)

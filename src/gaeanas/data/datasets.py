@@ -28,17 +28,33 @@ DIGITS_TRAIN_SIZE = 1500
 
 
 def load_dataset(spec: str = "digits", split: str = "train", resize: int | None = None,
-                 cache_dir: str | os.PathLike | None = None) -> ImageDataset:
+                 cache_dir: str | os.PathLike | None = None, subset: int | None = None,
+                 seed: int = 0) -> ImageDataset:
     """Load a dataset by name ("digits", "cifar10", "cifar100") or path, as uint8 CPU tensors.
 
     A path may be an image folder (one subfolder per class), a folder holding `train/` and
     `test/` image folders, or an official CIFAR-10/100 python release folder (or its parent).
+    subset: keep seeded_subset(dataset, subset, seed); from an image folder without a cache of its whole
+    decode, only those images are decoded.
     """
     if split not in SPLITS:
         raise DataError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int) or resize < 1):
         raise DataError(f"resize must be a positive integer or None, got {resize!r}")
     spec = os.fspath(spec)
+    if subset is None:
+        return _load_whole(spec, split, resize, cache_dir)
+    pick = functools.partial(subset_indices, n=subset, seed=seed, name=spec)
+    path = Path(spec).expanduser()
+    if spec.lower() not in _known_names() and path.is_dir() and _find_cifar_folder(path) is None:
+        # an image folder: decode only the images kept
+        return _load_image_folder(_split_folder(path, split), resize, _cache_root(cache_dir), pick)
+    ds = _load_whole(spec, split, resize, cache_dir)
+    return ds.take(pick(len(ds)))
+
+
+def _load_whole(spec: str, split: str, resize: int | None, cache_dir: str | os.PathLike | None) -> ImageDataset:
+    """The whole split of a dataset (arguments checked by load_dataset)."""
     key = spec.lower()
     if key == "digits":
         ds = _load_digits(split)
@@ -141,10 +157,14 @@ def _interpolate(images: torch.Tensor, resize: int, chunk: int) -> torch.Tensor:
 
 def seeded_subset(ds: ImageDataset, n: int, seed: int) -> ImageDataset:
     """`n` distinct images drawn at random (reproducible from `seed`), kept in dataset order."""
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or n > len(ds):
-        raise DataError(f"subset size must be in 1..{len(ds)} for {ds.name!r}, got {n!r}")
-    idx = _seeded_perm(len(ds), seed)[:n].sort().values
-    return ds.take(idx)
+    return ds.take(subset_indices(len(ds), n, seed, ds.name))
+
+
+def subset_indices(total: int, n: int, seed: int, name: str) -> torch.Tensor:
+    """The sorted indices of seeded_subset: n of range(total), drawn reproducibly from `seed`."""
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or n > total:
+        raise DataError(f"subset size must be in 1..{total} for {name!r}, got {n!r}")
+    return _seeded_perm(total, seed)[:n].sort().values
 
 
 def split_in_two(ds: ImageDataset, seed: int, fraction: float = 0.5) -> tuple[ImageDataset, ImageDataset]:

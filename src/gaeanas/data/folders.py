@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import PIL
@@ -135,11 +135,15 @@ def _os_reason(err: OSError) -> str:
 # --------------------------------------------------------------------------- loading through the cache
 
 
-def _load_image_folder(root: Path, resize: int | None, cache: Path) -> ImageDataset:
-    """Decode a class-per-subfolder image folder, through the decoded-tensor cache."""
+def _load_image_folder(root: Path, resize: int | None, cache: Path,
+                       pick: Callable[[int], torch.Tensor] | None = None) -> ImageDataset:
+    """Decode a class-per-subfolder image folder, through the decoded-tensor cache.
+
+    pick: n -> the indices (of the n images in folder order) to keep. Without a cache of the whole folder only
+    those images are decoded (and nothing is cached); with one, they are taken from it.
+    """
     classes, files, labels = _scan_image_folder(root)
     height, width = (resize, resize) if resize is not None else _header_size(files[0].path)
-    _require_decode_memory(root, len(files), height, width, resize)
     key = _folder_cache_key(root, classes, files, resize)
     cache_file = cache / "folders" / f"{key}.pt"
     name = str(root.resolve())
@@ -148,7 +152,12 @@ def _load_image_folder(root: Path, resize: int | None, cache: Path) -> ImageData
     images = _read_folder_cache(cache_file, expected)
     if images is not None:
         log.debug("using decoded images cached in %s", cache_file)
-        return ImageDataset(images, label_tensor, classes, name)
+        ds = ImageDataset(images, label_tensor, classes, name)
+        return ds if pick is None else ds.take(pick(len(ds)))
+    if pick is not None:
+        idx = pick(len(files))
+        files, label_tensor = [files[i] for i in idx.tolist()], label_tensor[idx]
+    _require_decode_memory(root, len(files), height, width, resize)
     start = time.perf_counter()
     try:
         images = _decode_images([e.path for e in files], resize)
@@ -159,7 +168,8 @@ def _load_image_folder(root: Path, resize: int | None, cache: Path) -> ImageData
                             "use --resize N with a smaller N") from err
     log.info("decoded %d images from %s in %.1fs", len(files), root, time.perf_counter() - start)
     ds = ImageDataset(images, label_tensor, classes, name)
-    _write_folder_cache(cache_file, key, ds)
+    if pick is None:
+        _write_folder_cache(cache_file, key, ds)
     return ds
 
 

@@ -175,16 +175,15 @@ class SearchCell(nn.Module):
         active (sparse skipping): an op runs, on all E edges at once, unless it is off on every one of them;
         where it runs but is off, its weight is 0.
         """
-        n, c = len(edge_ids), x.shape[1]
+        n = len(edge_ids)
         mixed_ops = [_mixed_op(self.edges[e]) for e in edge_ids]
-        channel_weights = edge_weights.repeat_interleave(c, dim=0)  # (E*c, k): row e*c + i is edge e's weights
         cache: SourceCache = {}  # x's derived inputs, shared between the ops' kernels
         out = None
         for k, name in enumerate(self.ops):
             if name == "none" or (active is not None and not any(active[e][k] for e in edge_ids)):
                 continue
-            y = fused_kernel(DARTS_FUSED, name)(x, [m.candidates[k] for m in mixed_ops], cache)  # (B, E*c, H', W')
-            term = y * channel_weights[:, k].view(1, -1, 1, 1)
+            # (B, E*c, H', W'), edge e's channels times its weight for op k
+            term = fused_kernel(DARTS_FUSED, name)(x, [m.candidates[k] for m in mixed_ops], cache, edge_weights[:, k])
             out = term if out is None else out + term
         return out if out is not None else tile_channels(mixed_ops[0].zero(x), n)
 

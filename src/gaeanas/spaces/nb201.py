@@ -154,18 +154,18 @@ class SearchCell(nn.Module):
         for j in range(NUM_NODES - 1):
             targets = range(j + 1, NUM_NODES)
             edge_ids = [_EDGE_INDEX[(i, j)] for i in targets]
-            for k, per_edge in self._outgoing(nodes[j], edge_ids, active).items():
+            for k, per_edge in self._outgoing(nodes[j], edge_ids, weights, active).items():
                 for i, e, out in zip(targets, edge_ids, per_edge):
                     if out is None:  # skipped (sparse): its weight is 0
                         continue
-                    term = weights[e, k] * out
-                    partial[i] = term if partial[i] is None else partial[i] + term
+                    partial[i] = out if partial[i] is None else partial[i] + out  # out is already weighted
             nodes.append(partial[j + 1] if partial[j + 1] is not None else torch.zeros_like(x))
         return nodes[-1]
 
-    def _outgoing(self, x: torch.Tensor, edge_ids: list[int], active: list | None = None
+    def _outgoing(self, x: torch.Tensor, edge_ids: list[int], weights: torch.Tensor, active: list | None = None
                   ) -> dict[int, list[torch.Tensor | None]]:
-        """Every non-zero op's output on each edge leaving one node: {op column: [output or None per edge]}.
+        """Every non-zero op's weighted output on each edge leaving one node: {op column: [w_ek op_ek(x) or None per
+        edge]}.
 
         active: per edge and op whether it runs (sparse skipping); an op off on an edge gives None there.
         """
@@ -175,8 +175,9 @@ class SearchCell(nn.Module):
             runs = [active is None or active[e][k] for e in edge_ids]
             if name == "none" or not any(runs):
                 continue
-            blocks = [self.edges[e].candidates[k] for e, r in zip(edge_ids, runs) if r]
-            computed = iter(fused_kernel(NB201_FUSED, name)(x, blocks, cache))
+            running = [e for e, r in zip(edge_ids, runs) if r]
+            blocks = [self.edges[e].candidates[k] for e in running]
+            computed = iter(fused_kernel(NB201_FUSED, name)(x, blocks, cache, weights[running, k]))
             outs[k] = [next(computed) if r else None for r in runs]
         return outs
 
