@@ -42,33 +42,25 @@ def load_dataset(spec: str = "digits", split: str = "train", resize: int | None 
     if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int) or resize < 1):
         raise DataError(f"resize must be a positive integer or None, got {resize!r}")
     spec = os.fspath(spec)
-    if subset is None:
-        return _load_whole(spec, split, resize, cache_dir)
-    pick = functools.partial(subset_indices, n=subset, seed=seed, name=spec)
-    path = Path(spec).expanduser()
-    if spec.lower() not in _known_names() and path.is_dir() and _find_cifar_folder(path) is None:
-        # an image folder: decode only the images kept
-        return _load_image_folder(_split_folder(path, split), resize, _cache_root(cache_dir), pick)
-    ds = _load_whole(spec, split, resize, cache_dir)
-    return ds.take(pick(len(ds)))
-
-
-def _load_whole(spec: str, split: str, resize: int | None, cache_dir: str | os.PathLike | None) -> ImageDataset:
-    """The whole split of a dataset (arguments checked by load_dataset)."""
+    pick = None if subset is None else functools.partial(subset_indices, n=subset, seed=seed, name=spec)
     key = spec.lower()
     if key == "digits":
         ds = _load_digits(split)
     elif key in REMOTE_DATASETS:
-        folder = _ensure_remote(key, _cache_root(cache_dir))
-        ds = _load_cifar(folder, split)
+        ds = _load_cifar(_ensure_remote(key, _cache_root(cache_dir)), split)
     else:
-        return _load_path(spec, split, resize, cache_dir)
-    return _resize_dataset(ds, resize, key)
+        return _load_path(spec, split, resize, cache_dir, pick)
+    return _kept(_resize_dataset(ds, resize, key), pick)
 
 
-def _load_path(spec: str, split: str, resize: int | None,
-               cache_dir: str | os.PathLike | None) -> ImageDataset:
-    """Dispatch a path spec to the CIFAR or the image-folder reader."""
+def _kept(ds: ImageDataset, pick: Callable[[int], torch.Tensor] | None) -> ImageDataset:
+    """ds, or the images that pick(len(ds)) keeps."""
+    return ds if pick is None else ds.take(pick(len(ds)))
+
+
+def _load_path(spec: str, split: str, resize: int | None, cache_dir: str | os.PathLike | None,
+               pick: Callable[[int], torch.Tensor] | None) -> ImageDataset:
+    """Dispatch a path spec to the CIFAR or the image-folder reader (which decodes only the images picked)."""
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"unknown dataset {spec!r}: not a known name ({', '.join(_known_names())}) "
@@ -77,9 +69,9 @@ def _load_path(spec: str, split: str, resize: int | None,
         raise DataError(f"dataset path is not a folder: {path.absolute()}")
     cifar = _find_cifar_folder(path)
     if cifar is not None:
-        return _resize_dataset(_load_cifar(cifar, split), resize, str(cifar))
+        return _kept(_resize_dataset(_load_cifar(cifar, split), resize, str(cifar)), pick)
     root = _split_folder(path, split)
-    return _load_image_folder(root, resize, _cache_root(cache_dir))
+    return _load_image_folder(root, resize, _cache_root(cache_dir), pick)
 
 
 def _known_names() -> list[str]:
