@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gaeanas.kernels import depthwise_conv2d, factorized_reduce_together, fused_kernel
+from gaeanas.kernels import AvgPool3x3, avg_pool3x3, depthwise_conv2d, factorized_reduce_together, fused_kernel
 from gaeanas.ops import DARTS_FUSED, DARTS_OPS, NB201_FUSED, NB201_OPS, DepthwiseConv2d, FactorizedReduce
 from gaeanas.spaces.darts import MixedOp as DartsMixedOp
 
@@ -90,6 +90,29 @@ def test_depthwise_conv_matches_dilated_conv_in_values_and_gradients(kernel, dil
         torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [8, 7, 1])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_avg_pool3x3_is_avg_pool_without_padding_in_values_and_gradients(stride, size, channels_last):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 5, size, size + 2).contiguous(memory_format=fmt).requires_grad_()
+    ref = F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    out = avg_pool3x3(x, stride)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    grad = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, x, grad)[0], torch.autograd.grad(ref, x, grad)[0],
+                               atol=1e-6, rtol=1e-5)
+
+
+def test_avg_pool3x3_keeps_the_autocast_dtype_and_has_no_state():
+    x = torch.randn(2, 4, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert avg_pool3x3(x).dtype == F.conv2d(x, torch.ones(4, 1, 3, 3), padding=1, groups=4).dtype
+    assert AvgPool3x3(2).state_dict() == {} and not list(AvgPool3x3().parameters())
+
+
 def test_depthwise_module_keeps_conv2d_state_dict():
     conv = DepthwiseConv2d(6, 3, 1, 2, 2)
     plain = nn.Conv2d(6, 6, 3, 1, 2, dilation=2, groups=6, bias=False)
@@ -122,8 +145,8 @@ def _assert_fused_matches_each_block(fused, blocks: list[nn.Module], x: torch.Te
     torch.testing.assert_close(x.grad, x_twin.grad, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(scale.grad, scale_twin.grad, atol=1e-4, rtol=1e-4)
     for b, t in zip(blocks, twins):
-        for p, q in zip(b.parameters(), t.parameters()):
-            torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
+        for p, q in zip(b.parameters(), t.parameters()):  # batch sums: grouped and plain convs add in other
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4)  # orders (2.9e-5 apart on an AMD EPYC)
         for p, q in zip(b.buffers(), t.buffers()):
             torch.testing.assert_close(p, q)
 

@@ -42,7 +42,7 @@ class AvgPool(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, affine: bool) -> None:
         super().__init__()
         self.pre = None if c_in == c_out else ReLUConvBN(c_in, c_out, 1, 1, 0, affine)
-        self.pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        self.pool = kernels.AvgPool3x3(stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x if self.pre is None else self.pre(x))
@@ -154,7 +154,7 @@ def _darts_skip(c: int, stride: int, affine: bool) -> nn.Module:
 DARTS_OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "none": lambda c, stride, affine: Zero(c, stride),
     "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
-    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "avg_pool_3x3": lambda c, stride, affine: kernels.AvgPool3x3(stride),
     "skip_connect": _darts_skip,
     "sep_conv_3x3": lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine),
     "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine),
