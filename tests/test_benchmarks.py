@@ -87,26 +87,46 @@ def test_sparse_skip_step_times_a_finished_run_at_its_final_weights(tmp_path, ca
 
 
 EXPECTED_CHANGES = {"images-32px": {"resize"}, "epochs-x2": {"epochs", "lr_cycle"}, "lr-one-cosine": {"lr_cycle"},
-                    "arch-lr-x0.3": {"arch_lr"}, "arch-lr-x3": {"arch_lr"}, "channels-16": {"channels"}}
+                    "arch-lr-x0.3": {"arch_lr"}, "arch-lr-x3": {"arch_lr"}, "arch-lr-budget": {"arch_lr"},
+                    "arch-lr-budget-no-reg": {"arch_lr"}, "channels-16": {"channels"}}
+# what arch-lr-budget-no-reg also turns off, per method: the regulariser its update has (gaea-darts has none on)
+NO_REG_ALSO = {"gaea-darts": set(), "darts": {"arch_weight_decay"}, "gaea-gdas": {"entropy_coef"},
+               "gdas": {"arch_weight_decay"}}
 
 
-@pytest.mark.parametrize("method", ["gaea-darts", "darts"])
+@pytest.mark.parametrize("scale", ["cpu", "cpu-deep"])
+@pytest.mark.parametrize("method", ["gaea-darts", "darts", "gaea-gdas", "gdas"])
 @pytest.mark.parametrize("variant", sorted(EXPECTED_CHANGES))
-def test_each_ablation_variant_changes_one_factor(variant, method):
+def test_each_ablation_variant_changes_one_factor(variant, method, scale):
     import dataclasses
 
     from gaeanas.reproduce import GridRun, grid_config
 
+    from gaeanas.errors import ConfigError
+
     bench = load("collapse_ablation")
     assert set(bench.VARIANTS) == {"baseline", *EXPECTED_CHANGES}
     run = GridRun(method, "bilevel", 0)
-    base = dataclasses.asdict(grid_config(run, "cpu-deep", "d", None).resolved())
-    changed = dataclasses.asdict(grid_config(run, "cpu-deep", "d", None, **bench.VARIANTS[variant](run)).resolved())
-    assert {k for k in base if base[k] != changed[k]} == EXPECTED_CHANGES[variant]
-    if variant == "epochs-x2":  # a longer search keeps the recipe's shape: the cosine cycle doubles with it
-        assert (changed["epochs"], changed["lr_cycle"]) == (2 * base["epochs"], 2 * base["lr_cycle"])
-    if variant.startswith("arch-lr"):
-        assert changed["arch_lr"] == pytest.approx(base["arch_lr"] * float(variant.split("x")[1]))
+    base = dataclasses.asdict(grid_config(run, scale, "d", None).resolved())
+    if (variant == "images-32px" and scale == "cpu") or (variant == "lr-one-cosine" and method == "gdas"):
+        with pytest.raises(ConfigError, match="changes nothing"):  # cpu has 32 pixels; gdas runs one cosine
+            bench.variant_overrides(variant, run, scale)
+        return
+    changed = dataclasses.asdict(grid_config(run, scale, "d", None, **bench.variant_overrides(variant, run, scale))
+                                 .resolved())
+    expected = EXPECTED_CHANGES[variant] | (NO_REG_ALSO[method] if variant.endswith("no-reg") else set())
+    if variant == "epochs-x2":  # the epoch counts of the recipe that are on scale with the run
+        expected = {"epochs"} | {name for name in ("lr_cycle", "warmup_epochs") if base[name]}
+    assert {k for k in base if base[k] != changed[k]} == expected
+    if variant == "epochs-x2":  # a longer search keeps the recipe's shape: the cosine cycle and warm-up double too
+        assert [changed[k] for k in ("epochs", "lr_cycle", "warmup_epochs")] == \
+            [2 * base[k] for k in ("epochs", "lr_cycle", "warmup_epochs")]
+    factor = {"arch-lr-x0.3": 0.3, "arch-lr-x3": 3.0, "arch-lr-budget": {"cpu": 12.5, "cpu-deep": 6.25}[scale]}
+    factor["arch-lr-budget-no-reg"] = factor["arch-lr-budget"]
+    if variant in factor:  # the budget: 1 / (0.4 of the epochs x 10,000 of 50,000 images), or 1 / (0.8 x 0.2)
+        assert changed["arch_lr"] == pytest.approx(base["arch_lr"] * factor[variant])
+    for name in NO_REG_ALSO[method] & expected:
+        assert base[name] > 0 and changed[name] == 0
 
 
 def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, capsys):
@@ -119,7 +139,7 @@ def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, cap
     for seed, genotypes in enumerate([[conv, conv, conv], [conv, skip, skip], [conv, conv, skip]]):
         run = GridRun("darts", "bilevel", seed)
         fake_run(tmp_path / "channels-16" / "runs" / run.name, run, [90.0, 80.0, 54.3 if seed else 93.0],
-                 [1.38] * 3, genotypes, 10.0, scale="cpu-deep", **bench.VARIANTS["channels-16"](run))
+                 [1.38] * 3, genotypes, 10.0, scale="cpu-deep", **bench.VARIANTS["channels-16"](run, "cpu-deep"))
     bench.main(["--data", "unused", "--benchmark", str(write_full_nb201_table(tmp_path / "t.csv")),
                 "--out", str(tmp_path), "--variants", "lr-one-cosine,channels-16", "--methods", "darts",
                 "--seeds", "0-2", "--report-only"])
@@ -128,7 +148,7 @@ def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, cap
     row = next(line for line in out.splitlines() if line.startswith("| channels-16 "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:5] == ["darts", "bilevel", "3", "2/3 (21–94%)"]
-    assert cells[5] == "67.20 ± 18.24" and cells[7] == "2.5 (2 of 3)" and cells[8] == "- 2 3"
+    assert cells[5] == "67.20 ± 18.24" and cells[7] == "1.380" and cells[8] == "2.5 (2 of 3)" and cells[9] == "- 2 3"
     assert (tmp_path / "ablation.md").read_text().count("| channels-16 |") == 1
 
 
@@ -284,3 +304,56 @@ def test_step_profile_groups_the_step_and_bounds_it_by_its_convolutions(space, c
     assert conv_gflop > 0
     whole, bound = map(int, re.search(r"(\d+)% of peak; with every other group free it would reach (\d+)%", out).groups())
     assert whole <= bound
+
+
+def test_arch_equilibrium_is_where_each_update_stops_moving():
+    """The stationary points arch_equilibrium.py reports are those of the optimizers themselves: exponentiated
+    gradient with the KL term stops at softmax(-g / c), Adam with L2 on the logits at alpha = -g / wd."""
+    import math
+
+    import torch
+
+    from gaeanas.optim import create_arch_optimizer
+    from gaeanas.optim.eg import exponentiated_gradient_step
+    from gaeanas.search import SearchConfig
+
+    bench = load("arch_equilibrium")
+    g = torch.tensor([[0.02, -0.01, 0.0, 0.005, -0.015]])
+    theta = torch.full((1, 5), 0.2)
+    for _ in range(3000):
+        exponentiated_gradient_step(theta, g, lr=0.5, floor=1e-5, entropy_coef=0.01)
+    torch.testing.assert_close(theta, torch.softmax(-g / 0.01, dim=-1), atol=1e-4, rtol=1e-3)
+    eg = SearchConfig(space="nb201", method="gaea-gdas").resolved()
+    assert bench.stationary_entropy(eg, g) == pytest.approx(bench.row_entropy(theta), abs=1e-3)
+    alpha = torch.zeros(1, 5, requires_grad=True)
+    adam = create_arch_optimizer("adam", [alpha], lr=0.01, betas=(0.5, 0.999), weight_decay=1e-3)
+    for _ in range(6000):
+        alpha.grad = g.clone()
+        adam.step()
+    torch.testing.assert_close(alpha.detach(), -g / 1e-3, atol=0.3, rtol=0.02)
+    adam_cfg = SearchConfig(space="nb201", method="gdas").resolved()
+    assert bench.stationary_entropy(adam_cfg, g) == pytest.approx(
+        bench.row_entropy(torch.softmax(-g / 1e-3, dim=-1)))
+    assert bench.stationary_entropy(eg, torch.zeros(2, 5)) == pytest.approx(math.log(5))
+    free = SearchConfig(space="nb201", method="gaea-gdas", entropy_coef=0.0).resolved()
+    assert bench.stationary_entropy(free, g) is None  # no regulariser: the weights drift, no stationary point
+
+
+def test_arch_equilibrium_measures_a_finished_run_and_refuses_one_without_checkpoint(tmp_path, capsys):
+    from gaeanas.search import SearchConfig, run_search
+    from synth import make_image_folder
+
+    data = make_image_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    run_search(SearchConfig(space="nb201", method="gaea-gdas", objective="bilevel", data=str(data), channels=2,
+                            cells=1, epochs=2, batch_size=6, seed=0), run)
+    bench = load("arch_equilibrium")
+    bench.main([str(run), "--batches", "4"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| run "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "2" and cells[2] == "10.00"  # the last epoch's temperature: the warm-up holds tau_max
+    assert float(cells[3]) > 0 and float(cells[4]) > 0
+    assert 0 < float(cells[5]) <= 1.6095 and float(cells[7]) == pytest.approx(1.6094, abs=1e-3)
+    (run / "checkpoint.pt").unlink()
+    with pytest.raises(SystemExit, match="no checkpoint.pt"):
+        bench.main([str(run)])
