@@ -32,7 +32,7 @@ from gaeanas.search import Search, SearchConfig, load_config
 
 def row_entropy(p: torch.Tensor) -> float:
     """Mean entropy (nats) over the rows of p."""
-    return float(-(p * p.clamp_min(1e-30).log()).sum(dim=-1).mean())
+    return max(0.0, float(-(p * p.clamp_min(1e-30).log()).sum(dim=-1).mean()))  # no -0.0 for a one-hot
 
 
 def mean_arch_gradient(search: Search, batches: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -50,16 +50,20 @@ def mean_arch_gradient(search: Search, batches: int) -> tuple[dict[str, torch.Te
             {name: g.std(0) / math.sqrt(len(g)) for name, g in stacked.items()})
 
 
-def stationary_entropy(cfg: SearchConfig, grad: torch.Tensor) -> float | None:
-    """Entropy of the update's stationary point for one operation-weight tensor; None without a regulariser."""
-    if cfg.entropy_coef is not None:  # exponentiated gradient (the simplex methods)
-        coef = cfg.entropy_coef or 0.0
-        return row_entropy(torch.softmax(-grad / coef, dim=-1)) if coef else None
-    wd = cfg.arch_weight_decay or 0.0
-    return row_entropy(torch.softmax(-grad / wd, dim=-1)) if wd else None
+def regulariser(cfg: SearchConfig) -> float:
+    """The coefficient that pulls the run's weights back to uniform: exponentiated gradient's KL term (the simplex
+    methods), else Adam's L2 on the logits; 0 for none."""
+    return (cfg.entropy_coef if cfg.entropy_coef is not None else cfg.arch_weight_decay) or 0.0
 
 
-def measure(run_dir: Path, batches: int) -> dict:
+def stationary_entropy(cfg: SearchConfig, grad: torch.Tensor, coef: float | None = None) -> float | None:
+    """Entropy of the update's stationary point for rows of mean gradients `grad` (with respect to the simplex
+    weights, or to the logits for Adam), under the regulariser `coef` (default: the run's); None without one."""
+    coef = regulariser(cfg) if coef is None else coef
+    return row_entropy(torch.softmax(-grad / coef, dim=-1)) if coef else None
+
+
+def measure(run_dir: Path, batches: int, coef: float | None = None) -> dict:
     cfg = load_config(run_dir)
     search = Search(cfg, run_dir, torch.device("cpu"))
     state = load_checkpoint(run_dir / CHECKPOINT_FILE)
@@ -73,7 +77,7 @@ def measure(run_dir: Path, batches: int) -> dict:
     centred = g - g.mean(dim=-1, keepdim=True)  # only differences between an edge's ops move the weights
     return {"run": run_dir.name, "method": cfg.method, "tau": scheduled.get("tau"), "epoch": state["epoch"],
             "g": float(centred.abs().mean()), "se": float(se.mean()), "lr": search.cfg.arch_lr,
-            "stationary": stationary_entropy(search.cfg, centred),
+            "stationary": stationary_entropy(search.cfg, centred, coef), "coef": regulariser(search.cfg) if coef is None else coef,
             "simplex": search.model.arch.parametrisation == "simplex", "final": op_entropy(read_log(run_dir)[-1])}
 
 
@@ -82,21 +86,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", type=Path, nargs="+", help="search run directories that keep their checkpoint.pt")
     p.add_argument("--batches", type=int, default=300, help="architecture batches averaged (each a forward and a "
                                                             "backward pass)")
+    p.add_argument("--coef", type=float, default=None,
+                   help="the regulariser to evaluate the stationary point under (default: each run's own: "
+                        "--entropy-coef, or --arch-weight-decay for Adam), e.g. the reference's 0.01 for a run "
+                        "made without it")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print("| Run | Epoch | tau | mean abs(g - edge mean) | its standard error | Stationary entropy | "
+    print("| Run | Epoch | tau | mean abs(g - edge mean) | its standard error | Regulariser | Stationary entropy | "
           "Drift a step (lr * g) | Final entropy |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run_dir in args.runs:
         if not (run_dir / CHECKPOINT_FILE).is_file():
             raise SystemExit(f"{run_dir} has no {CHECKPOINT_FILE}: this needs a run directory with its checkpoint")
-        r = measure(run_dir, args.batches)
+        r = measure(run_dir, args.batches, args.coef)
         tau = "—" if r["tau"] is None else f"{r['tau']:.2f}"
         stationary = "none (no regulariser)" if r["stationary"] is None else f"{r['stationary']:.4f}"
         drift = f"{r['lr'] * r['g']:.1e}" if r["simplex"] else f"at most {r['lr']:g} (Adam)"
-        print(f"| {r['run']} | {r['epoch']} | {tau} | {r['g']:.2e} | {r['se']:.1e} | {stationary} | {drift} | "
-              f"{r['final']:.4f} |")
+        print(f"| {r['run']} | {r['epoch']} | {tau} | {r['g']:.2e} | {r['se']:.1e} | {r['coef']:g} | {stationary} | "
+              f"{drift} | {r['final']:.4f} |")
 
 
 if __name__ == "__main__":

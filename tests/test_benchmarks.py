@@ -337,6 +337,7 @@ def test_arch_equilibrium_is_where_each_update_stops_moving():
     assert bench.stationary_entropy(eg, torch.zeros(2, 5)) == pytest.approx(math.log(5))
     free = SearchConfig(space="nb201", method="gaea-gdas", entropy_coef=0.0).resolved()
     assert bench.stationary_entropy(free, g) is None  # no regulariser: the weights drift, no stationary point
+    assert bench.stationary_entropy(free, g, coef=0.01) == bench.stationary_entropy(eg, g)  # --coef: what c would do
 
 
 def test_arch_equilibrium_measures_a_finished_run_and_refuses_one_without_checkpoint(tmp_path, capsys):
@@ -352,8 +353,11 @@ def test_arch_equilibrium_measures_a_finished_run_and_refuses_one_without_checkp
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| run "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "2" and cells[2] == "10.00"  # the last epoch's temperature: the warm-up holds tau_max
-    assert float(cells[3]) > 0 and float(cells[4]) > 0
-    assert 0 < float(cells[5]) <= 1.6095 and float(cells[7]) == pytest.approx(1.6094, abs=1e-3)
+    assert float(cells[3]) > 0 and float(cells[4]) > 0 and cells[5] == "0.01"  # gaea-gdas' own KL coefficient
+    assert 0 < float(cells[6]) <= 1.6095 and float(cells[8]) == pytest.approx(1.6094, abs=1e-3)
+    bench.main([str(run), "--batches", "4", "--coef", "1e-9"])  # a vanishing regulariser: the argmax, entropy 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| run "))
+    assert [c.strip() for c in row.strip("|").split("|")][5:7] == ["1e-09", "0.0000"]
     (run / "checkpoint.pt").unlink()
     with pytest.raises(SystemExit, match="no checkpoint.pt"):
         bench.main([str(run)])
