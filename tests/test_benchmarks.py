@@ -207,6 +207,7 @@ def test_paper_table_puts_ours_beside_the_papers(tmp_path, capsys):
 
 def test_arch_drift_counts_architecture_steps_and_distance(tmp_path, capsys):
     import json
+    import math
 
     from gaeanas.reproduce import GridRun
     from synth import fake_run
@@ -219,8 +220,9 @@ def test_arch_drift_counts_architecture_steps_and_distance(tmp_path, capsys):
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     records[1]["arch_weights"] = {"cell": [[0.3, 0.2, 0.2, 0.2, 0.1]] * 6}
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    steps, distance, _ = bench.drift(run)
+    steps, distance, entropy, _ = bench.drift(run)
     assert steps.tolist() == [0, 157] and distance == pytest.approx([0.0, 0.1])
+    assert entropy[1] == pytest.approx(-sum(p * math.log(p) for p in (0.3, 0.2, 0.2, 0.2, 0.1)))
     bench.main([str(run), "--out", str(tmp_path / "drift.png")])
     assert "| run | gaea-darts | 0.1 | 157 | 0.1000 |" in capsys.readouterr().out
     assert (tmp_path / "drift.png").read_bytes().startswith(b"\x89PNG")

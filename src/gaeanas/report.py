@@ -245,10 +245,15 @@ def _label(key: tuple[str, str]) -> str:
     return f"{key[0]} ({key[1]})"
 
 
+def op_rows(record: dict[str, Any]) -> list[list[float]]:
+    """The operation-weight rows of a log record: every row of every 2-D tensor in arch_weights (PC-DARTS' 1-D edge
+    weights are left out)."""
+    return [row for rows in record["arch_weights"].values() if rows and isinstance(rows[0], list) for row in rows]
+
+
 def op_entropy(record: dict[str, Any]) -> float:
-    """Mean entropy (nats) of the operation weights in a log record: every row of every 2-D tensor in
-    arch_weights (PC-DARTS' 1-D edge weights are left out, as in the paper's Figure 1)."""
-    rows = [row for rows in record["arch_weights"].values() if rows and isinstance(rows[0], list) for row in rows]
+    """Mean entropy (nats) of the operation weights in a log record (op_rows; as in the paper's Figure 1)."""
+    rows = op_rows(record)
     entropies = [-sum(p * math.log(p) for p in row if p > 0) for row in rows]
     return float(np.mean(entropies))
 
