@@ -205,6 +205,35 @@ def test_paper_table_puts_ours_beside_the_papers(tmp_path, capsys):
         bench.main(["--scale", str(folder)])
 
 
+def test_paper_table_derives_transfer_cells_only_where_the_benchmark_decides_them(tmp_path, capsys, monkeypatch):
+    from gaeanas.nasbench import NB201Table
+    from synth import write_full_nb201_table
+
+    bench = load("paper_table")
+    # cells by accuracy: 92.00 on one cell; 90.00 on two with other transfer values; 88.00 on two with the same ones
+    table = NB201Table({"a": (92.0, 68.0, 44.0), "b": (90.0, 65.0, 40.0), "c": (90.004, 61.0, 40.0),
+                        "d": (88.0, 60.0, 30.0), "e": (88.0, 60.0, 30.0)})
+    rows = {("all-conv", "gaea-darts", "erm"): {"cifar10": (92.00, 0.00)},
+            ("ambiguous", "darts", "erm"): {"cifar10": (90.00, 0.00)},  # its CIFAR-100 could be 65 or 61
+            ("twins", "gaea-darts", "bilevel"): {"cifar10": (88.00, 0.00)},  # two cells, the same accuracies
+            ("spread", "gdas", "bilevel"): {"cifar10": (92.00, 0.10)},  # the seeds differ: not one cell
+            ("known", "darts", "bilevel"): {"cifar10": (92.00, 0.00), "cifar100": (60.0, 1.0)}}
+    monkeypatch.setattr(bench, "PAPER_ROWS", rows)
+    assert bench.derived_transfer(table) == {
+        ("all-conv", "gaea-darts", "erm"): {"cifar100": (68.0, 0.0), "ImageNet16-120": (44.0, 0.0)},
+        ("twins", "gaea-darts", "bilevel"): {"cifar100": (60.0, 0.0), "ImageNet16-120": (30.0, 0.0)},
+        ("known", "darts", "bilevel"): {"ImageNet16-120": (44.0, 0.0)}}
+    folder = tmp_path / "cpu"
+    folder.mkdir()
+    (folder / "table.csv").write_text("method,objective,cifar10_mean,cifar10_std\n")
+    monkeypatch.setattr(bench, "PAPER_ROWS", {k: v for k, v in rows.items() if k[0] in ("all-conv", "spread")})
+    bench.main(["--scale", f"cpu={folder}", "--benchmark", str(write_full_nb201_table(tmp_path / "t.csv"))])
+    out = capsys.readouterr().out  # the full synthetic table: CIFAR-10 = 80 + 2 x (3x3 convs); 92 = six of them
+    assert "| all-conv (`gaea-darts`) | erm | 92.00 ± 0.00 | — | 68.00 ± 0.00† | — | 44.00 ± 0.00† | — |" in out
+    assert "| spread (`gdas`) | bilevel | 92.00 ± 0.10 | — |  | — |  | — |" in out
+    assert "† derived from the benchmark" in out
+
+
 def test_arch_drift_counts_architecture_steps_and_distance(tmp_path, capsys):
     import json
     import math
