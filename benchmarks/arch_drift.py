@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     for run_dir in args.runs:
         steps, distance, entropy, config = drift(run_dir)
         rate = 1000 * distance[-1] / steps[-1] if steps[-1] else float("nan")
-        label = f"{config['method']} lr {config['arch_lr']:g} ({run_dir.name})"
+        label = f"{run_dir.name} ({config['method']}, lr {config['arch_lr']:g})"
         ax.plot(steps, distance, label=label)
         ax_h.plot(steps, entropy, label=label)
         print(f"| {run_dir.name} | {config['method']} | {config['arch_lr']:g} | {steps[-1]:,} | {distance[-1]:.4f} | "
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     ax.grid(alpha=0.3)
     ax_h.axhline(math.log(len(op_rows(read_log(args.runs[0])[-1])[0])), color="grey", lw=0.8, ls="--")
     ax_h.set_xlabel("architecture steps")
-    ax_h.set_ylabel("mean entropy of the operation weights (nats; dashed: uniform)")
-    ax_h.set_title("Entropy", fontsize=10)
+    ax_h.set_ylabel("entropy of the operation weights (nats)")
+    ax_h.set_title("Mean entropy (dashed: uniform)", fontsize=10)
     ax_h.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
