@@ -91,6 +91,16 @@ def variant_overrides(name: str, run: GridRun, scale: str) -> dict[str, Any]:
     return overrides
 
 
+def applies(name: str, grid: list[GridRun], scale: str) -> bool:
+    """Whether variant `name` changes something for every run of the grid at the scale."""
+    try:
+        for run in grid:
+            variant_overrides(name, run, scale)
+    except ConfigError:
+        return False
+    return True
+
+
 def run_variant(name: str, grid: list[GridRun], out: Path, scale: str, data: str, benchmark: str,
                 device: torch.device, report_only: bool) -> list[Path]:
     """Run (or, with report_only, find) one variant's grid; returns the finished run directories."""
@@ -139,18 +149,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", choices=SCALES, default="cpu-deep", help="the preset the variants change")
     p.add_argument("--baseline", type=Path, default=None,
                    help="a `gaeanas reproduce nb201 --scale SCALE` folder whose runs are the baseline variant")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=None, help=f"comma-separated, of: {', '.join(VARIANTS)} (default: every "
+                                                    "one that changes something for each run of the grid)")
     p.add_argument("--methods", default="gaea-darts,darts")
     p.add_argument("--objectives", default="bilevel")
     p.add_argument("--seeds", type=parse_seeds, default=[0, 1, 2], help="0-9 or 0,1,2")
     p.add_argument("--device", default="auto")
     p.add_argument("--report-only", action="store_true", help="run nothing: tabulate the finished runs")
     args = p.parse_args(argv)
-    variants = args.variants.split(",")
+    grid = build_grid(args.methods.split(","), args.objectives.split(","), args.seeds)
+    variants = args.variants.split(",") if args.variants else [name for name in VARIANTS
+                                                                if applies(name, grid, args.scale)]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    grid = build_grid(args.methods.split(","), args.objectives.split(","), args.seeds)
     device = resolve_device(args.device)
     rows = []
     for name in variants:

@@ -129,6 +129,17 @@ def test_each_ablation_variant_changes_one_factor(variant, method, scale):
         assert base[name] > 0 and changed[name] == 0
 
 
+def test_ablation_defaults_to_the_variants_that_change_the_grid():
+    from gaeanas.reproduce import build_grid
+
+    bench = load("collapse_ablation")
+    cpu = [v for v in bench.VARIANTS if bench.applies(v, build_grid(["gdas", "gaea-darts"], ["bilevel"], [0]), "cpu")]
+    assert "images-32px" not in cpu and "lr-one-cosine" not in cpu  # cpu has 32 pixels; gdas runs one cosine
+    assert {"baseline", "arch-lr-budget", "arch-lr-budget-no-reg", "channels-16"} <= set(cpu)
+    deep = [v for v in bench.VARIANTS if bench.applies(v, build_grid(["darts"], ["bilevel"], [0]), "cpu-deep")]
+    assert deep == list(bench.VARIANTS)
+
+
 def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, capsys):
     from gaeanas.reproduce import GridRun
     from synth import fake_run, write_full_nb201_table
