@@ -75,9 +75,10 @@ def measure(run_dir: Path, batches: int, coef: float | None = None) -> dict:
     g = torch.cat([mean[name].reshape(-1, mean[name].shape[-1]) for name in ops])
     se = torch.cat([error[name].reshape(-1, error[name].shape[-1]) for name in ops])
     centred = g - g.mean(dim=-1, keepdim=True)  # only differences between an edge's ops move the weights
+    coef = regulariser(search.cfg) if coef is None else coef
     return {"run": run_dir.name, "method": cfg.method, "tau": scheduled.get("tau"), "epoch": state["epoch"],
-            "g": float(centred.abs().mean()), "se": float(se.mean()), "lr": search.cfg.arch_lr,
-            "stationary": stationary_entropy(search.cfg, centred, coef), "coef": regulariser(search.cfg) if coef is None else coef,
+            "g": float(centred.abs().mean()), "se": float(se.mean()), "lr": search.cfg.arch_lr, "coef": coef,
+            "stationary": stationary_entropy(search.cfg, centred, coef),
             "simplex": search.model.arch.parametrisation == "simplex", "final": op_entropy(read_log(run_dir)[-1])}
 
 

@@ -1,4 +1,4 @@
-"""What the scale-down changes: a CPU-scale NAS-Bench-201 grid (`cpu-deep` by default) with one factor changed at a time.
+"""What the scale-down changes: a CPU-scale NAS-Bench-201 grid (`cpu-deep` by default), one factor changed at a time.
 
 Each variant reruns the chosen methods, objectives and seeds at the scale with one setting changed (image size,
 search length, the weights' LR schedule, the architecture step size, the width), into OUT/<variant>/runs/, and
@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from gaeanas.cli import parse_seeds
-from gaeanas.runtime import resolve_device
-from gaeanas.report import aggregate, first_collapse_epoch, load_run
 from gaeanas.errors import ConfigError
 from gaeanas.methods import get_method
+from gaeanas.report import aggregate, first_collapse_epoch, load_run
 from gaeanas.reproduce import PRESETS, GridRun, build_grid, grid_config, run_grid
+from gaeanas.runtime import resolve_device
 from gaeanas.search import SearchConfig
 
 SCALES = ("cpu", "cpu-deep")

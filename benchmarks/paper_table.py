@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     derived = derived_transfer(NB201Table.load(args.benchmark)) if args.benchmark else {}
     print(comparison(scales, derived), end="")
     if derived:
-        print("\n† derived from the benchmark: the paper's CIFAR-10 result, with std 0.00, is one cell on every seed, "
-              "and the cells of the space with that accuracy agree on these CIFAR-100 and ImageNet16-120 accuracies.")
+        print("\n† derived from the benchmark: the paper's CIFAR-10 result, with std 0.00, is one cell on every "
+              "seed, and the cells of the space with that accuracy agree on these CIFAR-100 and ImageNet16-120 "
+              "accuracies.")
 
 
 if __name__ == "__main__":

@@ -240,7 +240,8 @@ def test_paper_table_derives_transfer_cells_only_where_the_benchmark_decides_the
     monkeypatch.setattr(bench, "PAPER_ROWS", {k: v for k, v in rows.items() if k[0] in ("all-conv", "spread")})
     bench.main(["--scale", f"cpu={folder}", "--benchmark", str(write_full_nb201_table(tmp_path / "t.csv"))])
     out = capsys.readouterr().out  # the full synthetic table: CIFAR-10 = 80 + 2 x (3x3 convs); 92 = six of them
-    assert "| all-conv (`gaea-darts`) | erm | 92.00 ± 0.00 | — | 68.00 ± 0.00† | — | 44.00 ± 0.00† | — |" in out
+    assert "| all-conv (`gaea-darts`) | erm | 92.00 ± 0.00 | — | 68.00 ± 0.00† | — | 44.00 ± 0.00† | — |" \
+        in out
     assert "| spread (`gdas`) | bilevel | 92.00 ± 0.10 | — |  | — |  | — |" in out
     assert "† derived from the benchmark" in out
 
