@@ -91,9 +91,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="the regulariser to evaluate the stationary point under (default: each run's own: "
                         "--entropy-coef, or --arch-weight-decay for Adam), e.g. the reference's 0.01 for a run "
                         "made without it")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print("| Run | Epoch | tau | mean abs(g - edge mean) | its standard error | Regulariser | Stationary entropy | "
           "Drift a step (lr * g) | Final entropy |")
     print("|---|---|---|---|---|---|---|---|---|")
