@@ -3,7 +3,7 @@
 Each variant reruns the chosen methods, objectives and seeds at the scale with one setting changed (image size,
 search length, the weights' LR schedule, the architecture step size, the width), into OUT/<variant>/runs/, and
 prints one row per variant, method and objective: the collapse rate (final cell with 5+ skip edges) with its Wilson
-95% interval, the mean NAS-Bench-201 CIFAR-10 accuracy, the final entropy of the operation weights, and the epoch at
+95% interval, the mean NAS-Bench-201 CIFAR-10 accuracy, the skip lead (skip_lead), the final entropy of the operation weights, and the epoch at
 which the skip count first reached 5. Finished runs are reused, so the command can be stopped and started again; the
 table goes to OUT/ablation.md.
 
@@ -29,7 +29,7 @@ import torch
 from gaeanas.cli import parse_seeds
 from gaeanas.errors import ConfigError
 from gaeanas.methods import get_method
-from gaeanas.report import aggregate, first_collapse_epoch, load_run
+from gaeanas.report import Run, aggregate, first_collapse_epoch, load_run, op_rows
 from gaeanas.reproduce import PRESETS, GridRun, build_grid, grid_config, run_grid
 from gaeanas.runtime import resolve_device
 from gaeanas.search import SearchConfig
@@ -115,6 +115,21 @@ def run_variant(name: str, grid: list[GridRun], out: Path, scale: str, data: str
     return paths
 
 
+def skip_lead(run: Run) -> float | None:
+    """How far skip_connect leads on an edge, in weight: the mean over edges of w_skip - max of the other ops, at the
+    epoch whose genotype the run returned (its last where it selects none). Positive where skips win the argmax on
+    average; a continuous reading of the skip count, which near-uniform weights turn into ties. None where the run
+    did not record its op names or has no skip."""
+    ops = run.result.get("ops")
+    if not ops or "skip_connect" not in ops:
+        return None
+    epoch = run.result.get("selected_epoch") or run.log[-1]["epoch"]
+    record = next(r for r in run.log if r["epoch"] == epoch)
+    skip = ops.index("skip_connect")
+    leads = [row[skip] - max(w for i, w in enumerate(row) if i != skip) for row in op_rows(record)]
+    return float(np.mean(leads))
+
+
 def ablation_rows(name: str, paths: list[Path]) -> list[list[str]]:
     """One table row per method and objective of a variant."""
     runs = [load_run(p) for p in paths]
@@ -125,15 +140,17 @@ def ablation_rows(name: str, paths: list[Path]) -> list[list[str]]:
         reached = [e for e in epochs if e is not None]
         k, n, low, high = row["collapse"]
         mean, std = row["cifar10"] if row["cifar10"] else (float("nan"), float("nan"))
+        leads = [lead for lead in map(skip_lead, group) if lead is not None]
         rows.append([name, row["method"], row["objective"], str(n), f"{k}/{n} ({100 * low:.0f}–{100 * high:.0f}%)",
-                     f"{mean:.2f} ± {std:.2f}", f"{row['skip_edges'][0]:.2f}", f"{row['entropy'][0]:.3f}",
+                     f"{mean:.2f} ± {std:.2f}", f"{row['skip_edges'][0]:.2f}",
+                     f"{np.mean(leads):+.4f}" if leads else "-", f"{row['entropy'][0]:.3f}",
                      f"{np.mean(reached):.1f} ({len(reached)} of {n})" if reached else "never",
                      " ".join("-" if e is None else str(e) for e in epochs)])
     return rows
 
 
-HEADER = ["Variant", "Method", "Objective", "Seeds", "Collapsed (95% CI)", "CIFAR-10", "Skip edges", "Final entropy",
-          "First epoch with 5+ skips (mean)", "Per seed"]
+HEADER = ["Variant", "Method", "Objective", "Seeds", "Collapsed (95% CI)", "CIFAR-10", "Skip edges", "Skip lead",
+          "Final entropy", "First epoch with 5+ skips (mean)", "Per seed"]
 
 
 def format_rows(rows: list[list[str]]) -> str:

@@ -147,10 +147,13 @@ def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, cap
     conv = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
     skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|nor_conv_3x3~2|"
     bench = load("collapse_ablation")
+    # none, skip, 1x1, 3x3, pool: on seed 2, skip leads the 3x3 by 0.1 on 5 edges and trails it by 0.3 on one
+    lead = [[0.1, 0.4, 0.1, 0.3, 0.1]] * 5 + [[0.1, 0.2, 0.1, 0.5, 0.1]]
     for seed, genotypes in enumerate([[conv, conv, conv], [conv, skip, skip], [conv, conv, skip]]):
         run = GridRun("darts", "bilevel", seed)
         fake_run(tmp_path / "channels-16" / "runs" / run.name, run, [90.0, 80.0, 54.3 if seed else 93.0],
-                 [1.38] * 3, genotypes, 10.0, scale="cpu-deep", **bench.VARIANTS["channels-16"](run, "cpu-deep"))
+                 [1.38] * 3, genotypes, 10.0, scale="cpu-deep", weights=lead if seed == 2 else None,
+                 **bench.VARIANTS["channels-16"](run, "cpu-deep"))
     bench.main(["--data", "unused", "--benchmark", str(write_full_nb201_table(tmp_path / "t.csv")),
                 "--out", str(tmp_path), "--variants", "lr-one-cosine,channels-16", "--methods", "darts",
                 "--seeds", "0-2", "--report-only"])
@@ -159,7 +162,8 @@ def test_ablation_tabulates_collapse_rate_and_first_collapse_epoch(tmp_path, cap
     row = next(line for line in out.splitlines() if line.startswith("| channels-16 "))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:5] == ["darts", "bilevel", "3", "2/3 (21–94%)"]
-    assert cells[5] == "67.20 ± 18.24" and cells[7] == "1.380" and cells[8] == "2.5 (2 of 3)" and cells[9] == "- 2 3"
+    assert cells[5] == "67.20 ± 18.24" and cells[8] == "1.380" and cells[9] == "2.5 (2 of 3)" and cells[10] == "- 2 3"
+    assert cells[7] == "+0.0111"  # seed 2: (5 x 0.1 - 0.3) / 6 edges; seeds 0 and 1 uniform: 0
     assert (tmp_path / "ablation.md").read_text().count("| channels-16 |") == 1
 
 
