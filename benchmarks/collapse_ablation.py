@@ -3,9 +3,9 @@
 Each variant reruns the chosen methods, objectives and seeds at the scale with one setting changed (image size,
 search length, the weights' LR schedule, the architecture step size, the width), into OUT/<variant>/runs/, and
 prints one row per variant, method and objective: the collapse rate (final cell with 5+ skip edges) with its Wilson
-95% interval, the mean NAS-Bench-201 CIFAR-10 accuracy, the skip lead (skip_lead), the final entropy of the operation weights, and the epoch at
-which the skip count first reached 5. Finished runs are reused, so the command can be stopped and started again; the
-table goes to OUT/ablation.md.
+95% interval, the mean NAS-Bench-201 CIFAR-10 accuracy, the skip lead (skip_lead), the final entropy of the operation
+weights, and the epoch at which the skip count first reached 5. Finished runs are reused, so the command can be
+stopped and started again; the table goes to OUT/ablation.md.
 
 The `arch-lr-budget` variants give back the architecture movement the scale-down takes away: a preset that runs
 epoch_scale of a recipe's epochs on subset of CIFAR-10's 50,000 training images takes that share of the reference's

@@ -12,7 +12,6 @@ from PIL import Image
 
 from gaeanas.reproduce import GridRun, grid_config
 from gaeanas.runner import NullCallback
-from gaeanas.spaces.nb201 import OPS as NB201_OPS
 from gaeanas.spaces.nb201 import OPS, Genotype
 
 COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 230), (200, 200, 40)]
@@ -164,7 +163,7 @@ def batch_norm_layout_mismatches(loss: "torch.Tensor") -> list[tuple[str, str, t
 def fake_run(path: Path, run: GridRun, c10: list, entropy: list, genotype: str | list, seconds: float, scale="cpu",
              weights: list | None = None, **overrides):
     """A finished run directory as `gaeanas search` leaves it, with made-up numbers; genotype is the final one, or
-    one per epoch; weights, the cell's operation-weight rows (NB201_OPS order) of every epoch (uniform by default)."""
+    one per epoch; weights, the cell's operation-weight rows (OPS order) of every epoch (uniform by default)."""
     path.mkdir(parents=True)
     cfg = grid_config(run, scale, "data", "table.csv", **overrides).resolved()
     genotypes = genotype if isinstance(genotype, list) else [genotype] * len(c10)
@@ -177,6 +176,6 @@ def fake_run(path: Path, run: GridRun, c10: list, entropy: list, genotype: str |
     (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     result = {"genotype": genotype, "entropy": entropy[-1], "oracle": records[-1]["oracle"],
               "search_seconds": seconds, "arch_weights": {}, "epochs": len(c10),
-              "ops": list(NB201_OPS)}
+              "ops": list(OPS)}
     (path / "result.json").write_text(json.dumps(result))
     return path
